@@ -4,7 +4,15 @@
 use crate::error::ArchError;
 use crate::graph::{Graph, Profile};
 
+pub mod cifar_resnet;
+pub mod efficientnet;
+pub mod mobilenet_v1;
 pub mod mobilenet_v2;
+pub mod mobilenet_v3;
+pub mod resnet;
+pub mod shufflenet_v1;
+pub mod shufflenet_v2;
+pub mod study;
 
 /// ImageNet mean/std in [0,1] units (torchvision and most timm weights).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -100,7 +108,15 @@ pub struct Entry {
 /// Every zoo entry, in display order.
 pub fn entries() -> Vec<Entry> {
     let mut v = Vec::new();
+    v.extend(study::entries());
+    v.extend(mobilenet_v1::entries());
     v.extend(mobilenet_v2::entries());
+    v.extend(mobilenet_v3::entries());
+    v.extend(shufflenet_v1::entries());
+    v.extend(shufflenet_v2::entries());
+    v.extend(efficientnet::entries());
+    v.extend(resnet::entries());
+    v.extend(cifar_resnet::entries());
     v
 }
 

@@ -8,6 +8,9 @@ use crate::builder::{join, GraphBuilder, Names};
 use crate::error::ArchError;
 use crate::graph::{Act, NodeId};
 
+pub mod residual;
+pub mod shuffle;
+
 type R = Result<NodeId, ArchError>;
 
 /// `make_divisible(v, divisor)` as in the MobileNet/EfficientNet reference code: round to the

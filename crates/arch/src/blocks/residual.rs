@@ -1,0 +1,1 @@
+//! (blocks to be written)
