@@ -6,6 +6,7 @@
 
 pub mod blocks;
 pub mod builder;
+pub mod calc;
 pub mod cost;
 pub mod error;
 pub mod graph;
