@@ -44,3 +44,9 @@ fn mobilenet_v2_reference() {
         6.12,
     );
 }
+
+#[test]
+fn mobilenet_v3_reference() {
+    check("mobilenet_v3_large", Options::imagenet(), 5_483_032, 216.59);
+    check("mobilenet_v3_small", Options::imagenet(), 2_542_856, 56.51);
+}
