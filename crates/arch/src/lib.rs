@@ -8,6 +8,7 @@ pub mod blocks;
 pub mod builder;
 pub mod calc;
 pub mod cost;
+pub mod diagram;
 pub mod error;
 pub mod graph;
 pub mod zoo;
