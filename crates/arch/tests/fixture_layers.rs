@@ -207,6 +207,39 @@ fn check_fixture(stem: &str, fx: &Value, g: &Graph, layout: Layout) -> Vec<Strin
             }
         }
     }
+
+    // BatchNorm eps: the module tree prints one `eps=` per BN in registration order, which is the
+    // state-dict order of the BN modules (their `.running_var` keys).
+    let repr = fx["module_repr"].as_str().unwrap();
+    let eps: Vec<f64> = repr
+        .split("eps=")
+        .skip(1)
+        .map(|rest| {
+            let end = rest.find([',', ')']).unwrap();
+            rest[..end].parse().unwrap()
+        })
+        .collect();
+    let bn_modules: Vec<&str> = fx["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["key"].as_str().unwrap().strip_suffix(".running_var"))
+        .collect();
+    if eps.len() != bn_modules.len() {
+        errs.push(format!(
+            "{stem}: {} eps values in module_repr vs {} BN modules",
+            eps.len(),
+            bn_modules.len()
+        ));
+    }
+    for (m, e) in bn_modules.iter().zip(&eps) {
+        if let Some([id]) = by_name.get(m).map(Vec::as_slice) {
+            match g.nodes[*id].op {
+                Op::BatchNorm { eps: ours, .. } if (ours - e).abs() <= 1e-12 => {}
+                ref other => errs.push(format!("{stem}: {m}: {other:?} vs fixture eps {e}")),
+            }
+        }
+    }
     errs
 }
 
@@ -270,4 +303,35 @@ fn every_fixture_matches_layer_by_layer() {
         println!("PENDING fixtures (skipped): {}", pending.join(", "));
     }
     assert!(errs.is_empty(), "fixture mismatches:\n{}", errs.join("\n"));
+}
+
+/// The released EfficientNet-Lite0 checkpoint (lukemelas/EfficientNet-PyTorch names): every key
+/// but `num_batches_tracked` is a tensor of the `efficientnet_lite0` graph with the same shape.
+#[test]
+fn efficientnet_lite0_checkpoint_keys() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/pretrained/efficientnet_lite0_predictions.json");
+    let fx: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let theirs: Vec<(String, Vec<usize>)> = fx["state_dict_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| (kv[0].as_str().unwrap().to_string(), usizes(&kv[1])))
+        .filter(|(k, _)| !k.ends_with(".num_batches_tracked"))
+        .collect();
+    let g = resolve("efficientnet_lite0", &Options::imagenet()).unwrap();
+    assert!(g.layouts().contains(&Layout::Lukemelas));
+    let ours: Vec<(String, Vec<usize>)> = g
+        .tensor_keys(Layout::Lukemelas)
+        .into_iter()
+        .map(|t| (t.key, t.shape))
+        .collect();
+    // Same keys, same shapes, and the same (state-dict) order.
+    assert_eq!(ours, theirs);
+    let params: u64 = ours
+        .iter()
+        .filter(|(k, _)| !k.ends_with("running_mean") && !k.ends_with("running_var"))
+        .map(|(_, s)| s.iter().product::<usize>() as u64)
+        .sum();
+    assert_eq!(params, fx["params"].as_u64().unwrap());
 }

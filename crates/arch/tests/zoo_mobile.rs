@@ -50,3 +50,24 @@ fn mobilenet_v3_reference() {
     check("mobilenet_v3_large", Options::imagenet(), 5_483_032, 216.59);
     check("mobilenet_v3_small", Options::imagenet(), 2_542_856, 56.51);
 }
+
+#[test]
+fn efficientnet_reference() {
+    #[rustfmt::skip]
+    let table: [(&str, usize, u64, f64); 8] = [
+        ("efficientnet_b0", 224, 5_288_548, 385.81),
+        ("efficientnet_b1", 240, 7_794_184, 686.80),
+        ("efficientnet_b2", 260, 9_109_994, 993.56),
+        ("efficientnet_b3", 300, 12_233_232, 1827.14),
+        ("efficientnet_b4", 380, 19_341_616, 4393.77),
+        ("efficientnet_b5", 456, 30_389_784, 10266.38),
+        ("efficientnet_b6", 528, 43_040_704, 19067.59),
+        ("efficientnet_b7", 600, 66_347_960, 37745.88),
+    ];
+    for (name, res, params, macs) in table {
+        // Explicit resolution and the entry's default must agree.
+        check(name, Options::imagenet().resolution(res), params, macs);
+        check(name, Options::imagenet(), params, macs);
+    }
+    check("efficientnet_lite0", Options::imagenet(), 4_652_008, 385.19);
+}
