@@ -89,7 +89,8 @@ pub(crate) fn read(path: &Path) -> Result<ArchiveContents> {
         if kind.is_dir() {
             contents.dirs.push(name);
         } else {
-            let mut data = Vec::with_capacity(entry.size() as usize);
+            // The declared size only sizes the first allocation; it is not trusted beyond 64 MiB.
+            let mut data = Vec::with_capacity(entry.size().min(64 << 20) as usize);
             entry.read_to_end(&mut data).map_err(|e| {
                 DataError::invalid(
                     format!("{display}:{name}"),

@@ -98,8 +98,22 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Checks the configuration (positive batch size, valid normalization).
+    /// Checks the configuration (positive batch size, valid normalization) and the dataset's
+    /// pixel buffer size (its fields are public, so it may have been edited).
     pub fn new(dataset: Arc<Dataset>, config: LoaderConfig) -> Result<Self> {
+        if dataset.height == 0
+            || dataset.width == 0
+            || dataset.images.len() != dataset.len() * dataset.image_len()
+        {
+            return Err(DataError::InvalidArgument(format!(
+                "dataset {} is inconsistent: {} pixel bytes for {} images of {}x{}x3",
+                dataset.source,
+                dataset.images.len(),
+                dataset.len(),
+                dataset.width,
+                dataset.height
+            )));
+        }
         if config.batch_size == 0 {
             return Err(DataError::InvalidArgument(
                 "batch size must be positive".into(),
