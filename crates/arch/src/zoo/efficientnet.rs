@@ -102,8 +102,10 @@ pub const VARIANTS: [Variant; 8] = [
 const PAPER: &str =
     "Tan & Le 2019, EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks";
 
+type Build = fn(&Options) -> Result<Graph, ArchError>;
+
 pub fn entries() -> Vec<Entry> {
-    let builds: [fn(&Options) -> Result<Graph, ArchError>; 8] = [
+    let builds: [Build; 8] = [
         |o| build_variant(o, &VARIANTS[0]),
         |o| build_variant(o, &VARIANTS[1]),
         |o| build_variant(o, &VARIANTS[2]),
