@@ -87,6 +87,16 @@ fn efficientnet_reference() {
         check(name, Options::imagenet(), params, macs);
     }
     check("efficientnet_lite0", Options::imagenet(), 4_652_008, 385.19);
+    // fixtures/reference_meta.json: torchvision conv+linear MACs at 224² for B1..B3, exact.
+    for (name, macs) in [
+        ("efficientnet_b1", 569_651_680u64),
+        ("efficientnet_b2", 658_963_440),
+        ("efficientnet_b3", 962_708_240),
+        ("efficientnet_lite0", 385_187_552),
+    ] {
+        let g = resolve(name, &Options::imagenet().resolution(224)).unwrap();
+        assert_eq!(analyze(&g).macs, macs, "{name} at 224");
+    }
 }
 
 /// The feature map entering global average pooling.
