@@ -209,10 +209,14 @@ pub enum Convention {
     /// conv + linear MACs (torchvision `_ops`, papers, effcnn's default).
     Torchvision,
     /// fvcore `FlopCountAnalysis`: conv + linear MACs, + BN (2 per element with affine), +
-    /// adaptive average pooling (1 per input element); activations, mul and add are skipped.
+    /// adaptive average pooling (1 per input element); max-pool, `mean`, activations, mul and add
+    /// are skipped.
     Fvcore,
-    /// ptflops (pytorch backend): conv + linear MACs, + conv/linear bias (1 per output element),
-    /// + BN (2 per element), + ReLU/ReLU6 (1 per element), + pooling (1 per input element).
+    /// ptflops (pytorch backend, functional patching on): conv + linear MACs, + conv/linear bias,
+    /// + BN (2 per element), + activations and pooling per element — counted twice where a module
+    /// (nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d) calls a patched functional (F.relu,
+    /// F.max_pool2d, …), once for nn.ReLU6 (it calls F.hardtanh) and F.silu, never for
+    /// hard-swish, hard-sigmoid, sigmoid or `mean`.
     Ptflops,
 }
 
@@ -237,7 +241,7 @@ impl Convention {
 /// One line of the difference between a tool's total and the conv+linear MACs.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DiffItem {
-    /// What is counted: "batch norm", "activations (relu, relu6)", "pooling", "bias", "SE scale", …
+    /// What is counted: "batch norm", "ReLU", "pooling", "bias", …
     pub what: String,
     pub count: u64,
 }
@@ -249,35 +253,81 @@ pub struct ConventionTotal {
     pub total: u64,
     pub base_macs: u64,
     pub added: Vec<DiffItem>,
-    /// Ops the tool does not count at all (where users expect them to be counted).
+    /// Ops present in the graph that the tool does not count.
     pub skipped: Vec<String>,
+}
+
+/// How the reference PyTorch implementation computes a global average pool; the tools see
+/// these differently (an implementation fact of torchvision/timm, not of the architecture).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GapImpl {
+    /// `nn.AdaptiveAvgPool2d` module (calls the functional inside).
+    Module,
+    /// `F.adaptive_avg_pool2d` called directly.
+    Functional,
+    /// `x.mean((2, 3))`.
+    Mean,
+}
+
+fn gap_impl(g: &Graph, id: NodeId) -> GapImpl {
+    // SE squeeze: the pooled vector feeds a 1×1 conv (fc1) rather than the classifier.
+    let in_se = g
+        .nodes
+        .iter()
+        .any(|n| n.inputs.contains(&id) && matches!(n.op, Op::Conv(_)));
+    match (g.meta.family.as_str(), in_se) {
+        // torchvision ShuffleNetV2 pools with x.mean([2, 3]).
+        ("ShuffleNetV2", _) => GapImpl::Mean,
+        // timm SEModule (seresnet*) squeezes with x.mean((2, 3), keepdim=True).
+        ("SE-ResNet", true) => GapImpl::Mean,
+        // torchvision MobileNetV2's head calls F.adaptive_avg_pool2d directly.
+        ("MobileNetV2", false) => GapImpl::Functional,
+        // nn.AdaptiveAvgPool2d modules: model heads and torchvision.ops.SqueezeExcitation.
+        _ => GapImpl::Module,
+    }
 }
 
 /// Reproduce a tool's total for the graph and itemise where it differs from conv + linear MACs.
 pub fn convention_total(g: &Graph, conv: Convention) -> ConventionTotal {
-    let mut bn = 0u64;
-    let mut pool = 0u64;
-    let mut bias = 0u64;
-    let mut relu = 0u64;
-    let mut other_act = 0u64;
-    let mut scale = 0u64;
-    let mut add = 0u64;
+    #[derive(Default)]
+    struct Counts {
+        bn: u64,
+        relu: u64,
+        relu6: u64,
+        silu: u64,
+        other_act: u64,
+        maxpool: u64,
+        avgpool: u64,
+        gap_module: u64,
+        gap_functional: u64,
+        gap_mean: u64,
+        bias: u64,
+        scale: u64,
+        add: u64,
+    }
+    let mut c = Counts::default();
     let mut base = 0u64;
-    for n in &g.nodes {
+    for (id, n) in g.nodes.iter().enumerate() {
         let in_elems: u64 = n.inputs.iter().map(|&i| g.nodes[i].shape.numel()).sum();
         let out = n.shape.numel();
         base += node_macs(&n.op, n.shape);
         match &n.op {
-            Op::BatchNorm { .. } => bn += 2 * out,
-            Op::GlobalAvgPool | Op::AvgPool { .. } | Op::MaxPool { .. } => pool += in_elems,
-            Op::Conv(c) if c.bias => bias += out,
-            Op::Linear { bias: true, .. } => bias += out,
-            Op::Act {
-                act: Act::Relu | Act::Relu6,
-            } => relu += out,
-            Op::Act { .. } => other_act += out,
-            Op::Scale => scale += out,
-            Op::Add => add += out,
+            Op::BatchNorm { .. } => c.bn += 2 * out,
+            Op::MaxPool { .. } => c.maxpool += in_elems,
+            Op::AvgPool { .. } => c.avgpool += in_elems,
+            Op::GlobalAvgPool => match gap_impl(g, id) {
+                GapImpl::Module => c.gap_module += in_elems,
+                GapImpl::Functional => c.gap_functional += in_elems,
+                GapImpl::Mean => c.gap_mean += in_elems,
+            },
+            Op::Conv(cv) if cv.bias => c.bias += out,
+            Op::Linear { bias: true, .. } => c.bias += out,
+            Op::Act { act: Act::Relu } => c.relu += out,
+            Op::Act { act: Act::Relu6 } => c.relu6 += out,
+            Op::Act { act: Act::Silu } => c.silu += out,
+            Op::Act { .. } => c.other_act += out,
+            Op::Scale => c.scale += out,
+            Op::Add => c.add += out,
             _ => {}
         }
     }
@@ -285,46 +335,70 @@ pub fn convention_total(g: &Graph, conv: Convention) -> ConventionTotal {
         what: what.to_string(),
         count,
     };
-    let (added, skipped): (Vec<DiffItem>, Vec<&str>) = match conv {
+    let present = |what: &str, count: u64| (count > 0).then(|| what.to_string());
+    let (added, skipped): (Vec<DiffItem>, Vec<Option<String>>) = match conv {
         Convention::Torchvision => (
             vec![],
             vec![
-                "batch norm",
-                "activations",
-                "pooling",
-                "bias",
-                "SE scale",
-                "residual add",
+                present("batch norm", c.bn),
+                present("activations", c.relu + c.relu6 + c.silu + c.other_act),
+                present(
+                    "pooling",
+                    c.maxpool + c.avgpool + c.gap_module + c.gap_functional + c.gap_mean,
+                ),
+                present("bias", c.bias),
+                present("SE scale", c.scale),
+                present("residual add", c.add),
             ],
         ),
         Convention::Fvcore => (
             vec![
-                item("batch norm (2 per element)", bn),
-                item("pooling (1 per input element)", pool),
+                item("batch norm (2 per element)", c.bn),
+                item(
+                    "adaptive avg pool (1 per input element)",
+                    c.gap_module + c.gap_functional,
+                ),
+                item("avg pool (1 per input element)", c.avgpool),
             ],
-            vec!["activations", "bias", "SE scale", "residual add"],
+            vec![
+                present("activations", c.relu + c.relu6 + c.silu + c.other_act),
+                present("max pool", c.maxpool),
+                present("mean (global pool as x.mean)", c.gap_mean),
+                present("bias", c.bias),
+                present("SE scale (mul)", c.scale),
+                present("residual add", c.add),
+            ],
         ),
         Convention::Ptflops => (
             vec![
-                item("batch norm (2 per element)", bn),
-                item("ReLU/ReLU6 (1 per element)", relu),
-                item("pooling (1 per input element)", pool),
-                item("conv/linear bias (1 per output element)", bias),
+                item("batch norm (2 per element)", c.bn),
+                item("nn.ReLU (module + F.relu: 2 per element)", 2 * c.relu),
+                item("nn.ReLU6 (1 per element)", c.relu6),
+                item("SiLU (F.silu: 1 per element)", c.silu),
+                item(
+                    "pooling modules (module + functional: 2 per input element)",
+                    2 * (c.maxpool + c.avgpool + c.gap_module),
+                ),
+                item(
+                    "F.adaptive_avg_pool2d (1 per input element)",
+                    c.gap_functional,
+                ),
+                item("conv/linear bias (1 per output element)", c.bias),
             ],
             vec![
-                "sigmoid/hard-swish/SiLU modules called functionally",
-                "SE scale",
-                "residual add",
+                present("hard-swish / hard-sigmoid / sigmoid", c.other_act),
+                present("mean (global pool as x.mean)", c.gap_mean),
+                present("SE scale (mul)", c.scale),
+                present("residual add", c.add),
             ],
         ),
     };
-    let _ = (other_act, scale, add);
     let added: Vec<DiffItem> = added.into_iter().filter(|d| d.count > 0).collect();
     ConventionTotal {
         convention: conv,
         total: base + added.iter().map(|d| d.count).sum::<u64>(),
         base_macs: base,
         added,
-        skipped: skipped.into_iter().map(String::from).collect(),
+        skipped: skipped.into_iter().flatten().collect(),
     }
 }
