@@ -212,9 +212,9 @@ pub enum Convention {
     /// adaptive average pooling (1 per input element); max-pool, `mean`, activations, mul and add
     /// are skipped.
     Fvcore,
-    /// ptflops (pytorch backend, functional patching on): conv + linear MACs, + conv/linear bias,
-    /// + BN (2 per element), + activations and pooling per element — counted twice where a module
-    /// (nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d) calls a patched functional (F.relu,
+    /// ptflops (pytorch backend, functional patching on): conv + linear MACs, conv/linear bias,
+    /// BN (2 per element), activations and pooling per element. They are counted twice where a
+    /// module (nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d) calls a patched functional (F.relu,
     /// F.max_pool2d, …), once for nn.ReLU6 (it calls F.hardtanh) and F.silu, never for
     /// hard-swish, hard-sigmoid, sigmoid or `mean`.
     Ptflops,

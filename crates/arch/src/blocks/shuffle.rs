@@ -141,7 +141,7 @@ pub fn shufflenet_v2_unit(
     g.set_block(block);
     let cin = g.shape(x).c;
     let relu = Act::Relu;
-    if !cout.is_multiple_of(2) {
+    if cout % 2 != 0 {
         return Err(ArchError::Invalid {
             path: block.to_string(),
             msg: format!("{cout} output channels cannot be split into two equal branches"),

@@ -71,13 +71,7 @@ pub fn build(o: &Options) -> Result<Graph, ArchError> {
     for (stage, &(t, c, n, s)) in SETTINGS.iter().enumerate() {
         let cout = divisible8(c as f64 * width);
         for i in 0..n {
-            let stride = if i > 0 {
-                1
-            } else if cifar && stage == 1 {
-                1
-            } else {
-                s
-            };
+            let stride = if i > 0 || (cifar && stage == 1) { 1 } else { s };
             let block = format!("blocks.{stage}.{i}");
             let cin = g.shape(y).c;
             let mid = cin * t;
