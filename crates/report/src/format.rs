@@ -37,11 +37,18 @@ pub fn format_thousands<T: Integer>(n: T) -> String {
     if n < 0 {
         out.push('-');
     }
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+    // Digits left before the next separator.
+    let mut until_comma = match digits.len() % 3 {
+        0 => 3,
+        r => r,
+    };
+    for c in digits.chars() {
+        if until_comma == 0 {
             out.push(',');
+            until_comma = 3;
         }
         out.push(c);
+        until_comma -= 1;
     }
     out
 }
@@ -113,8 +120,9 @@ fn non_finite(value: f64) -> Option<&'static str> {
 }
 
 /// Compact axis tick label: `step` is the tick spacing and decides the
-/// number of decimals; large values get an SI suffix (`300M`, `1.5G`).
-pub(crate) fn format_tick(value: f64, step: f64) -> String {
+/// number of decimals; `magnitude` (the largest tick of the axis) decides the
+/// SI suffix of large values (`300M`, `1.5G`).
+pub(crate) fn format_tick(value: f64, step: f64, magnitude: f64) -> String {
     if !value.is_finite() {
         return non_finite(value).unwrap_or("").to_string();
     }
@@ -123,18 +131,17 @@ pub(crate) fn format_tick(value: f64, step: f64) -> String {
     } else {
         value.abs().max(1.0)
     };
-    let magnitude = value.abs().max(step);
-    let (scale, unit) = if magnitude >= 1e12 {
-        (1e12, "T")
-    } else if magnitude >= 1e9 {
-        (1e9, "G")
-    } else if magnitude >= 1e6 {
-        (1e6, "M")
-    } else if magnitude >= 1e4 {
-        (1e3, "K")
-    } else {
-        (1.0, "")
-    };
+    let magnitude = magnitude.abs().max(step);
+    const UNITS: [(f64, &str); 5] = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"), (1.0, "")];
+    let mut k = UNITS
+        .iter()
+        .position(|&(scale, _)| magnitude >= scale.max(1e4) || scale == 1.0)
+        .unwrap_or(UNITS.len() - 1);
+    // Prefer whole-number labels (200M rather than 0.2G) while they stay short.
+    if k + 1 < UNITS.len() && step < UNITS[k].0 && magnitude / UNITS[k + 1].0 < 1e4 {
+        k += 1;
+    }
+    let (scale, unit) = UNITS[k];
     let scaled_step = step / scale;
     let decimals = if scaled_step >= 1.0 {
         0
@@ -194,13 +201,18 @@ mod tests {
 
     #[test]
     fn ticks() {
-        assert_eq!(format_tick(300e6, 100e6), "300M");
-        assert_eq!(format_tick(1.5e9, 0.5e9), "1.5G");
-        assert_eq!(format_tick(0.0, 0.2), "0");
-        assert_eq!(format_tick(0.4, 0.2), "0.4");
-        assert_eq!(format_tick(0.75, 0.25), "0.75");
-        assert_eq!(format_tick(70.0, 5.0), "70");
-        assert_eq!(format_tick(2500.0, 500.0), "2500");
-        assert_eq!(format_tick(20000.0, 5000.0), "20K");
+        assert_eq!(format_tick(300e6, 100e6, 500e6), "300M");
+        assert_eq!(format_tick(1.5e9, 0.5e9, 2e9), "1500M");
+        assert_eq!(format_tick(1.5e12, 0.5e12, 2e12), "1500G");
+        assert_eq!(format_tick(2e13, 1e13, 4e13), "20T");
+        assert_eq!(format_tick(0.5e9, 0.5e9, 2e9), "500M");
+        assert_eq!(format_tick(2e9, 1e9, 4e9), "2G");
+        assert_eq!(format_tick(0.5, 0.5, 2.0), "0.5");
+        assert_eq!(format_tick(0.0, 0.2, 1.0), "0");
+        assert_eq!(format_tick(0.4, 0.2, 1.0), "0.4");
+        assert_eq!(format_tick(0.75, 0.25, 1.0), "0.75");
+        assert_eq!(format_tick(70.0, 5.0, 80.0), "70");
+        assert_eq!(format_tick(2500.0, 500.0, 3000.0), "2500");
+        assert_eq!(format_tick(20000.0, 5000.0, 20000.0), "20K");
     }
 }

@@ -4,7 +4,7 @@
 //! result documents; it knows nothing about models or training.
 //!
 //! * [`Table`]: aligned plain text, Markdown, CSV (RFC 4180) and JSON, with
-//!   number formatting helpers in [`format`].
+//!   number formatting helpers in [`format`](mod@format).
 //! * Plots implementing [`Chart`], rendered to PNG and SVG by the same
 //!   drawing code: [`ScatterPlot`] (labelled points by family, optional
 //!   Pareto frontier), [`Heatmap`] (with colour bar, any number of columns),

@@ -66,7 +66,7 @@ impl Column {
 /// | `Number` | `display`               | full precision   | number          |
 ///
 /// Non-finite floats are shown as `n/a`, `inf`, `-inf`, written to CSV as
-/// `NaN`, `inf`, `-inf` and to JSON as `null`.
+/// `NaN`, `inf`, `-inf` and to JSON as `null`; whole numbers are JSON integers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Cell {
     /// No value.
@@ -181,7 +181,12 @@ impl Cell {
             Cell::Text(s) => Value::String(s.clone()),
             Cell::Int(n) => Value::Number((*n).into()),
             Cell::Float { value, .. } | Cell::Number { value, .. } => {
-                Number::from_f64(*value).map_or(Value::Null, Value::Number)
+                // Whole numbers (counts) are written as JSON integers.
+                if value.fract() == 0.0 && value.abs() < 9.0e15 {
+                    Value::Number((*value as i64).into())
+                } else {
+                    Number::from_f64(*value).map_or(Value::Null, Value::Number)
+                }
             }
         }
     }

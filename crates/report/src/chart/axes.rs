@@ -101,10 +101,11 @@ fn linear_ticks(lo: f64, hi: f64, max: usize) -> Vec<(f64, String)> {
         let first = (lo / step - 1e-9).ceil() as i64;
         let last = (hi / step + 1e-9).floor() as i64;
         if last - first < max as i64 || step > (hi - lo) * 10.0 {
+            let magnitude = (first.abs().max(last.abs())) as f64 * step;
             return (first..=last)
                 .map(|k| {
                     let v = k as f64 * step;
-                    (v, format_tick(v, step))
+                    (v, format_tick(v, step, magnitude))
                 })
                 .collect();
         }
@@ -146,7 +147,7 @@ fn log_ticks(lo: f64, hi: f64, max: usize) -> Option<Vec<(f64, String)>> {
 fn label_log(ticks: Vec<f64>) -> Vec<(f64, String)> {
     ticks
         .into_iter()
-        .map(|v| (v, format_tick(v, 10f64.powf(v.log10().floor()))))
+        .map(|v| (v, format_tick(v, 10f64.powf(v.log10().floor()), v)))
         .collect()
 }
 
@@ -402,10 +403,12 @@ mod tests {
         assert_eq!(t[1].1, "0.2");
         let t = Axis::linear(61.3, 78.9).ticks(5);
         assert_eq!(values(&t), vec![65.0, 70.0, 75.0]);
-        assert!(Axis::linear(0.0, 1e9)
-            .ticks(5)
-            .iter()
-            .any(|(_, s)| s == "400M"));
+        let labels = |t: Vec<(f64, String)>| t.into_iter().map(|(_, s)| s).collect::<Vec<_>>();
+        assert_eq!(
+            labels(Axis::linear(0.0, 1e9).ticks(6)),
+            ["0", "200M", "400M", "600M", "800M", "1000M"]
+        );
+        assert_eq!(labels(Axis::linear(0.0, 4e9).ticks(3)), ["0", "2G", "4G"]);
     }
 
     #[test]

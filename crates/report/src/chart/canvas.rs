@@ -289,22 +289,19 @@ impl<'a, DB: DrawingBackend> Canvas<'a, DB> {
         let (x, y) = c;
         match shape % 4 {
             0 => {
-                self.circle(c, r + 1, WHITE.into(), true)?;
+                self.circle(c, r + 1, WHITE, true)?;
                 self.circle(c, r, color, true)
             }
             1 => {
                 let s = r - 1;
-                self.fill_rect(
-                    Rect::new(x - s - 1, y - s - 1, x + s + 2, y + s + 2),
-                    WHITE.into(),
-                )?;
+                self.fill_rect(Rect::new(x - s - 1, y - s - 1, x + s + 2, y + s + 2), WHITE)?;
                 self.fill_rect(Rect::new(x - s, y - s, x + s + 1, y + s + 1), color)
             }
             2 => {
                 let t = r + 1;
                 self.polygon(
                     &[(x, y - t - 2), (x + t + 2, y + t), (x - t - 2, y + t)],
-                    WHITE.into(),
+                    WHITE,
                 )?;
                 self.polygon(&[(x, y - t), (x + t, y + t - 1), (x - t, y + t - 1)], color)
             }
@@ -317,7 +314,7 @@ impl<'a, DB: DrawingBackend> Canvas<'a, DB> {
                         (x, y + t + 1),
                         (x - t - 1, y),
                     ],
-                    WHITE.into(),
+                    WHITE,
                 )?;
                 self.polygon(&[(x, y - t), (x + t, y), (x, y + t), (x - t, y)], color)
             }

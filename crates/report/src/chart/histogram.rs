@@ -104,16 +104,21 @@ impl HistogramGrid {
     }
 }
 
+/// Font sizes of a histogram panel.
+struct PanelText {
+    title: f64,
+    ticks: f64,
+}
+
 fn draw_panel<DB: DrawingBackend>(
     canvas: &Canvas<DB>,
     r: Rect,
     title: &str,
     hist: &Histogram,
     range: Option<(f64, f64)>,
-    title_size: f64,
-    tick_size: f64,
-    x_label: &str,
+    sizes: &PanelText,
 ) -> Result<(), ReportError> {
+    let (title_size, tick_size) = (sizes.title, sizes.ticks);
     let mut top = r.y0;
     if !title.is_empty() {
         let t = canvas.fit_text(title, title_size, r.width());
@@ -126,7 +131,7 @@ fn draw_panel<DB: DrawingBackend>(
     };
     let max = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
     let text = AxisText {
-        x_label,
+        x_label: "",
         y_label: "",
         tick_size,
         label_size: LABEL_SIZE,
@@ -160,7 +165,11 @@ impl sealed::Draw for Histogram {
         let canvas = Canvas::new(area);
         let top = canvas.title(&self.title)?;
         let r = Rect::new(12, top, canvas.width - 16, canvas.height - 8);
-        draw_panel(&canvas, r, "", self, None, LABEL_SIZE, TICK_SIZE, "")
+        let sizes = PanelText {
+            title: LABEL_SIZE,
+            ticks: TICK_SIZE,
+        };
+        draw_panel(&canvas, r, "", self, None, &sizes)
     }
 }
 
@@ -200,9 +209,10 @@ impl sealed::Draw for HistogramGrid {
                 &hist.title,
                 hist,
                 self.range,
-                SMALL_SIZE + 1.0,
-                SMALL_SIZE - 1.0,
-                "",
+                &PanelText {
+                    title: SMALL_SIZE + 1.0,
+                    ticks: SMALL_SIZE - 1.0,
+                },
             )?;
         }
         if !self.x_label.is_empty() {
