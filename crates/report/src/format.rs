@@ -53,11 +53,16 @@ pub fn format_thousands<T: Integer>(n: T) -> String {
     out
 }
 
+/// Most decimals the helpers print.
+pub const MAX_DECIMALS: usize = 30;
+
 /// Formats a float with a fixed number of decimals (`-0.00` is shown as `0.00`).
+/// At most [`MAX_DECIMALS`] decimals are shown.
 pub fn format_float(value: f64, decimals: usize) -> String {
     if let Some(s) = non_finite(value) {
         return s.to_string();
     }
+    let decimals = decimals.min(MAX_DECIMALS);
     let s = format!("{value:.decimals$}");
     if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
         s[1..].to_string()

@@ -39,12 +39,12 @@ mod table;
 
 pub use chart::{
     Chart, Heatmap, Histogram, HistogramGrid, LinePlot, Plot, Point, ScatterPlot, DEFAULT_BINS,
-    MAX_SIZE, MIN_SIZE, PALETTE,
+    MAX_BINS, MAX_SIZE, MIN_SIZE, PALETTE,
 };
 pub use error::ReportError;
 pub use pareto::pareto_frontier;
 pub use report::{
-    render_report, to_markdown, write_file_atomic, write_report, Block, Figure, OutputFile, Report,
-    Section, HTML_NAME, MARKDOWN_NAME,
+    render_report, write_file_atomic, write_report, Block, Figure, OutputFile, Report, Section,
+    HTML_NAME, MARKDOWN_NAME,
 };
 pub use table::{Align, Cell, Column, Table};

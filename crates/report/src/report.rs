@@ -83,6 +83,12 @@ impl Report {
         }
     }
 
+    /// The Markdown document written as [`MARKDOWN_NAME`]; figures are
+    /// linked as `NAME.png` (and `NAME.svg`) relative to it.
+    pub fn to_markdown(&self) -> String {
+        to_markdown(self)
+    }
+
     /// Appends a section and returns it for filling.
     pub fn section(&mut self, heading: impl Into<String>) -> &mut Section {
         self.sections.push(Section::new(heading));
@@ -277,8 +283,7 @@ fn numbered(prefix: &str, n: usize, text: &str) -> String {
     }
 }
 
-/// The Markdown document; figures link `NAME.png` (and `NAME.svg`) relatively.
-pub fn to_markdown(report: &Report) -> String {
+fn to_markdown(report: &Report) -> String {
     let mut out = String::new();
     if !report.title.is_empty() {
         out.push_str(&format!("# {}\n\n", one_line(&report.title)));

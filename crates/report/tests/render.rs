@@ -179,6 +179,34 @@ fn empty_and_single_inputs_do_not_panic() {
         let svg = plot.render_svg(w, h).unwrap();
         assert!(!svg.contains("No data"), "{plot:?}");
     }
+    // Extreme values and sizes are drawn without panicking or hanging.
+    let extreme: Vec<Plot> = vec![
+        ScatterPlot {
+            points: vec![
+                Point::new("a", "F", -1e308, 1e308),
+                Point::new("b", "F", 1e308, -1e308),
+            ],
+            frontier: true,
+            ..Default::default()
+        }
+        .into(),
+        ScatterPlot {
+            points: vec![
+                Point::new("tiny", "F", 1e-310, 1.0),
+                Point::new("huge", "F", 1e300, 2.0),
+            ],
+            log_x: true,
+            ..Default::default()
+        }
+        .into(),
+        Histogram::new("many bins", usize::MAX, vec![1.0, 2.0, 3.0]).into(),
+        Heatmap::new("huge", vec![], vec![], vec![vec![f32::MAX, f32::MIN]]).into(),
+    ];
+    for plot in &extreme {
+        let (w, h) = plot.default_size();
+        png_stats(&plot.render_png(w, h).unwrap());
+        plot.render_svg(w, h).unwrap();
+    }
     // Smallest allowed size still renders.
     common::accuracy_vs_macs(true).render_png(64, 64).unwrap();
     common::se_gates(10, 1280).render_svg(64, 64).unwrap();

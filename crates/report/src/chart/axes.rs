@@ -96,15 +96,20 @@ pub(crate) fn nice_step(raw: f64) -> f64 {
 }
 
 fn linear_ticks(lo: f64, hi: f64, max: usize) -> Vec<(f64, String)> {
-    let mut step = nice_step((hi - lo) / max as f64);
+    let span = hi - lo;
+    if !(lo.is_finite() && hi.is_finite() && span.is_finite() && span > 0.0) {
+        return Vec::new();
+    }
+    let mut step = nice_step(span / max as f64);
     loop {
-        let first = (lo / step - 1e-9).ceil() as i64;
-        let last = (hi / step + 1e-9).floor() as i64;
-        if last - first < max as i64 || step > (hi - lo) * 10.0 {
-            let magnitude = (first.abs().max(last.abs())) as f64 * step;
-            return (first..=last)
+        let first = (lo / step - 1e-9).ceil();
+        let last = (hi / step + 1e-9).floor();
+        if last - first < max as f64 || step > span * 10.0 {
+            let magnitude = first.abs().max(last.abs()) * step;
+            let count = (last - first + 1.0).clamp(0.0, max as f64) as usize;
+            return (0..count)
                 .map(|k| {
-                    let v = k as f64 * step;
+                    let v = (first + k as f64) * step;
                     (v, format_tick(v, step, magnitude))
                 })
                 .collect();
@@ -119,8 +124,14 @@ fn log_ticks(lo: f64, hi: f64, max: usize) -> Option<Vec<(f64, String)>> {
         &[1.0, 2.0, 5.0],
         &[1.0],
     ];
+    if !(lo > 0.0 && lo.is_finite() && hi.is_finite() && hi > lo) {
+        return None;
+    }
     let d0 = lo.log10().floor() as i32;
     let d1 = hi.log10().ceil() as i32;
+    if d1 - d0 > 700 {
+        return None;
+    }
     let within = |v: f64| v >= lo * (1.0 - 1e-9) && v <= hi * (1.0 + 1e-9);
     for set in SETS {
         let ticks: Vec<f64> = (d0..=d1)
@@ -435,6 +446,23 @@ mod tests {
             log: true,
         };
         assert!(a.ticks(5).len() <= 5);
+    }
+
+    #[test]
+    fn extreme_ranges_do_not_hang_or_panic() {
+        assert!(Axis::linear(-1e308, 1e308).ticks(5).len() <= 5);
+        assert!(Axis::linear(f64::NEG_INFINITY, f64::INFINITY)
+            .ticks(5)
+            .is_empty());
+        assert!(Axis::linear(f64::NAN, f64::NAN).ticks(5).is_empty());
+        let a = Axis {
+            lo: 1e-320,
+            hi: 1e300,
+            log: true,
+        };
+        assert!(a.ticks(6).len() <= 6);
+        let a = Axis::from_data([f64::MIN_POSITIVE / 1e10, 1e300], true, 0.5).unwrap();
+        assert!(a.ticks(6).len() <= 6);
     }
 
     #[test]

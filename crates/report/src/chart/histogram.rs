@@ -10,6 +10,8 @@ use crate::ReportError;
 
 /// Number of bins used when `bins` is 0.
 pub const DEFAULT_BINS: usize = 20;
+/// Most bins a histogram uses; larger `bins` values are capped.
+pub const MAX_BINS: usize = 10_000;
 
 /// A histogram of `values` with `bins` equal-width bins.
 ///
@@ -19,7 +21,7 @@ pub const DEFAULT_BINS: usize = 20;
 pub struct Histogram {
     /// Title of the plot (or of its panel in a [`HistogramGrid`]).
     pub title: String,
-    /// Number of bins (0 means [`DEFAULT_BINS`]).
+    /// Number of bins (0 means [`DEFAULT_BINS`], at most [`MAX_BINS`]).
     pub bins: usize,
     /// The samples.
     pub values: Vec<f64>,
@@ -42,7 +44,7 @@ impl Histogram {
         let bins = if self.bins == 0 {
             DEFAULT_BINS
         } else {
-            self.bins
+            self.bins.min(MAX_BINS)
         };
         let (lo, hi) = match range {
             Some((lo, hi)) if lo.is_finite() && hi.is_finite() && lo < hi => (lo, hi),

@@ -17,7 +17,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 pub use heatmap::Heatmap;
-pub use histogram::{Histogram, HistogramGrid, DEFAULT_BINS};
+pub use histogram::{Histogram, HistogramGrid, DEFAULT_BINS, MAX_BINS};
 pub use line::LinePlot;
 pub use scatter::{Point, ScatterPlot};
 
