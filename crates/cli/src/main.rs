@@ -1,1 +1,73 @@
-fn main() {}
+//! `effcnn`: efficient CNN architectures — zoo, exact costs, runnable models, training, comparisons.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod common;
+mod compare;
+mod explain;
+mod zoo_cmds;
+
+#[derive(Parser)]
+#[command(
+    name = "effcnn",
+    version,
+    about = "Efficient CNN architectures: model zoo, exact cost analysis, training and comparisons",
+    long_about = "effcnn defines MobileNetV1/V2/V3, ShuffleNetV1/V2, EfficientNet, (SE-)ResNet and small study \
+nets once, as data, and derives from that one definition the exact cost table, the runnable model, the \
+checkpoint key maps and the diagrams.\n\nConvention of every cost table: params = trainable parameters; \
+MACs = conv + linear multiply-accumulates (torchvision/paper convention); FLOPs = 2 × MACs."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Every zoo model with params, MACs at its default resolution and reported ImageNet top-1.
+    List(zoo_cmds::ListArgs),
+    /// The per-layer cost table of one model (path, op, shapes, params, MACs, activations) and totals.
+    Show(zoo_cmds::ShowArgs),
+    /// The curriculum's calculators: cost of a conv, depthwise, pointwise, separable, group conv, SE,
+    /// ShuffleNet unit or inverted residual, with the formula and the ratio to a standard conv.
+    #[command(subcommand)]
+    Cost(zoo_cmds::CostCmd),
+    /// The channel-shuffle permutation as a diagram (reshape → transpose → flatten).
+    Shuffle(zoo_cmds::ShuffleArgs),
+    /// Explain a technique with a block diagram and numbers from the analyzer.
+    Explain(explain::ExplainArgs),
+    /// Comparison report (Exercise 4): table, accuracy/latency vs cost plots, Pareto frontier,
+    /// analysis — report.md, self-contained report.html, PNG/SVG plots, CSV/JSON.
+    Compare(compare::CompareArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.cmd {
+        Cmd::List(a) => zoo_cmds::list(a),
+        Cmd::Show(a) => zoo_cmds::show(a),
+        Cmd::Cost(c) => zoo_cmds::cost(c),
+        Cmd::Shuffle(a) => zoo_cmds::shuffle(a),
+        Cmd::Explain(a) => explain::explain(a),
+        Cmd::Compare(a) => compare::compare(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if common::is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Shared CLI pieces: output formats, model selection flags, writing to stdout.
+
+use std::io::Write;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use effcnn_arch::{Options, Profile};
+use effcnn_report::Table;
+
+/// Output format of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+    Csv,
+    Md,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ProfileArg {
+    #[default]
+    Imagenet,
+    Cifar,
+}
+
+impl From<ProfileArg> for Profile {
+    fn from(p: ProfileArg) -> Profile {
+        match p {
+            ProfileArg::Imagenet => Profile::Imagenet,
+            ProfileArg::Cifar => Profile::Cifar,
+        }
+    }
+}
+
+/// Flags that pick a concrete variant of a zoo model.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Width multiplier (channels × W, rounded as the family does).
+    #[arg(long)]
+    pub width: Option<f64>,
+    /// Depth multiplier (EfficientNet-style families).
+    #[arg(long)]
+    pub depth: Option<f64>,
+    /// Input resolution (default: the model's own; 32 for the CIFAR profile).
+    #[arg(long)]
+    pub resolution: Option<usize>,
+    /// Number of classes (default 1000, or 10 for the CIFAR profile).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// imagenet (strided stem, 224²) or cifar (3×3 stride-1 stem, fewer early strides, 32²).
+    #[arg(long, value_enum, default_value_t = ProfileArg::Imagenet)]
+    pub profile: ProfileArg,
+}
+
+impl ModelArgs {
+    pub fn options(&self) -> Options {
+        Options {
+            width: self.width,
+            depth: self.depth,
+            resolution: self.resolution,
+            classes: self.classes,
+            profile: self.profile.into(),
+            dropout: None,
+        }
+    }
+}
+
+/// Write text to stdout (a closed pipe is not an error; see `is_broken_pipe`).
+pub fn out(s: &str) -> Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(s.as_bytes())?;
+    if !s.ends_with('\n') {
+        o.write_all(b"\n")?;
+    }
+    o.flush()?;
+    Ok(())
+}
+
+pub fn render(t: &Table, f: Format) -> String {
+    match f {
+        Format::Table => t.to_text(),
+        Format::Json => t.to_json(),
+        Format::Csv => t.to_csv(),
+        Format::Md => t.to_markdown(),
+    }
+}
+
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
