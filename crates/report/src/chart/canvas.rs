@@ -5,6 +5,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontTransform;
 
+use super::sealed::Target;
 use crate::font::FAMILY;
 use crate::ReportError;
 
@@ -82,6 +83,8 @@ pub(crate) const CENTER_MID: Anchor = Anchor::new(HPos::Center, VPos::Center);
 
 pub(crate) struct Canvas<'a, DB: DrawingBackend> {
     area: &'a DrawingArea<DB, Shift>,
+    /// Place bitmap glyphs one by one (see [`Canvas::text`]).
+    bitmap: bool,
     pub width: i32,
     pub height: i32,
 }
@@ -91,10 +94,11 @@ fn err<E: std::fmt::Display>(e: E) -> ReportError {
 }
 
 impl<'a, DB: DrawingBackend> Canvas<'a, DB> {
-    pub fn new(area: &'a DrawingArea<DB, Shift>) -> Self {
+    pub fn new(area: &'a DrawingArea<DB, Shift>, target: Target) -> Self {
         let (w, h) = area.dim_in_pixel();
         Canvas {
             area,
+            bitmap: target == Target::Bitmap,
             width: w as i32,
             height: h as i32,
         }
@@ -174,13 +178,58 @@ impl<'a, DB: DrawingBackend> Canvas<'a, DB> {
         if text.is_empty() {
             return Ok(());
         }
-        self.area
-            .draw(&Text::new(
-                text.to_string(),
-                pos,
-                Self::style(size, &color, anchor),
-            ))
-            .map_err(err)
+        if !self.bitmap {
+            return self
+                .area
+                .draw(&Text::new(
+                    text.to_string(),
+                    pos,
+                    Self::style(size, &color, anchor),
+                ))
+                .map_err(err);
+        }
+        // The bitmap text renderer starts each glyph's pixels at the pen
+        // position, ignoring the glyph's side bearing, and sits glyphs higher
+        // than SVG viewers do. Drawing glyph by glyph at corrected positions
+        // gives evenly spaced text aligned like the SVG output.
+        let (w, h) = self.text_size(text, size);
+        let dx = match anchor.h {
+            HPos::Left => 0,
+            HPos::Center => -w / 2,
+            HPos::Right => -w,
+        };
+        let dy = match anchor.v {
+            VPos::Top => 0,
+            VPos::Center => -h / 2,
+            VPos::Bottom => -h,
+        } + (0.11 * size).round() as i32;
+        let glyph_anchor = Anchor {
+            h: HPos::Left,
+            v: VPos::Top,
+            vertical: anchor.vertical,
+        };
+        let mut prefix = String::with_capacity(text.len());
+        for c in text.chars() {
+            let pen = self.text_size(&prefix, size).0;
+            prefix.push(c);
+            let Some(ink) = crate::font::ink_offset(c, size) else {
+                continue;
+            };
+            let (ox, oy) = (dx + pen + ink, dy);
+            let at = if anchor.vertical {
+                (pos.0 + oy, pos.1 - ox)
+            } else {
+                (pos.0 + ox, pos.1 + oy)
+            };
+            self.area
+                .draw(&Text::new(
+                    c.to_string(),
+                    at,
+                    Self::style(size, &color, glyph_anchor),
+                ))
+                .map_err(err)?;
+        }
+        Ok(())
     }
 
     /// `text` shortened with "…" so that it fits in `max_width` pixels.

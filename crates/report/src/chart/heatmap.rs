@@ -6,6 +6,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::axes::{nice_step, Axis};
 use super::canvas::{Anchor, Canvas, Rect, FRAME, MUTED, SMALL_SIZE, TICK_SIZE};
+use super::sealed::Target;
 use super::{sealed, viridis, Chart};
 use crate::ReportError;
 
@@ -136,8 +137,12 @@ fn label_step(cell: f64, min_gap: f64) -> usize {
 }
 
 impl sealed::Draw for Heatmap {
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), ReportError> {
-        let canvas = Canvas::new(area);
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        target: Target,
+    ) -> Result<(), ReportError> {
+        let canvas = Canvas::new(area, target);
         let top = canvas.title(&self.title)?;
         let (n_rows, n_cols) = (self.values.len(), self.n_cols());
         let range = self.color_range();

@@ -5,6 +5,7 @@ use plotters::prelude::*;
 
 use super::axes::{Axis, AxisText, Frame};
 use super::canvas::{Canvas, Rect, CENTER_TOP, INK, LABEL_SIZE, SMALL_SIZE, TICK_SIZE};
+use super::sealed::Target;
 use super::{palette, sealed, Chart};
 use crate::ReportError;
 
@@ -163,8 +164,12 @@ fn draw_panel<DB: DrawingBackend>(
 }
 
 impl sealed::Draw for Histogram {
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), ReportError> {
-        let canvas = Canvas::new(area);
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        target: Target,
+    ) -> Result<(), ReportError> {
+        let canvas = Canvas::new(area, target);
         let top = canvas.title(&self.title)?;
         let r = Rect::new(12, top, canvas.width - 16, canvas.height - 8);
         let sizes = PanelText {
@@ -182,8 +187,12 @@ impl Chart for Histogram {
 }
 
 impl sealed::Draw for HistogramGrid {
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), ReportError> {
-        let canvas = Canvas::new(area);
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        target: Target,
+    ) -> Result<(), ReportError> {
+        let canvas = Canvas::new(area, target);
         let top = canvas.title(&self.title)?;
         let (cols, rows) = self.shape();
         let label_h = if self.x_label.is_empty() {

@@ -5,6 +5,7 @@ use plotters::prelude::*;
 
 use super::axes::{draw_legend, legend_width, Axis, AxisText, Frame, LegendEntry, Swatch};
 use super::canvas::{Canvas, Px, Rect, LABEL_SIZE, SMALL_SIZE, TICK_SIZE};
+use super::sealed::Target;
 use super::{palette, sealed, Chart};
 use crate::ReportError;
 
@@ -55,8 +56,12 @@ fn finite(p: &(f64, f64)) -> bool {
 }
 
 impl sealed::Draw for LinePlot {
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), ReportError> {
-        let canvas = Canvas::new(area);
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        target: Target,
+    ) -> Result<(), ReportError> {
+        let canvas = Canvas::new(area, target);
         let top = canvas.title(&self.title)?;
         let all = || {
             self.series

@@ -32,12 +32,22 @@ pub(crate) mod sealed {
     use plotters::coord::Shift;
     use plotters::prelude::{DrawingArea, DrawingBackend};
 
+    /// The kind of image being drawn.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Target {
+        /// Pixels (PNG).
+        Bitmap,
+        /// Vector graphics (SVG).
+        Svg,
+    }
+
     /// The backend-generic drawing routine behind [`super::Chart`].
     pub trait Draw {
         /// Draws the whole plot onto `area` (already filled white).
         fn draw<DB: DrawingBackend>(
             &self,
             area: &DrawingArea<DB, Shift>,
+            target: Target,
         ) -> Result<(), crate::ReportError>;
     }
 }
@@ -59,7 +69,7 @@ pub trait Chart: sealed::Draw {
         {
             let root = BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
             root.fill(&WHITE).map_err(ReportError::draw)?;
-            self.draw(&root)?;
+            self.draw(&root, sealed::Target::Bitmap)?;
             root.present().map_err(ReportError::draw)?;
         }
         let img = image::RgbImage::from_raw(width, height, buf)
@@ -79,7 +89,7 @@ pub trait Chart: sealed::Draw {
         {
             let root = SVGBackend::with_string(&mut out, (width, height)).into_drawing_area();
             root.fill(&WHITE).map_err(ReportError::draw)?;
-            self.draw(&root)?;
+            self.draw(&root, sealed::Target::Svg)?;
             root.present().map_err(ReportError::draw)?;
         }
         Ok(out)
@@ -128,13 +138,14 @@ impl sealed::Draw for Plot {
     fn draw<DB: DrawingBackend>(
         &self,
         area: &DrawingArea<DB, plotters::coord::Shift>,
+        target: sealed::Target,
     ) -> Result<(), ReportError> {
         match self {
-            Plot::Scatter(p) => p.draw(area),
-            Plot::Heatmap(p) => p.draw(area),
-            Plot::Histogram(p) => p.draw(area),
-            Plot::Histograms(p) => p.draw(area),
-            Plot::Line(p) => p.draw(area),
+            Plot::Scatter(p) => p.draw(area, target),
+            Plot::Heatmap(p) => p.draw(area, target),
+            Plot::Histogram(p) => p.draw(area, target),
+            Plot::Histograms(p) => p.draw(area, target),
+            Plot::Line(p) => p.draw(area, target),
         }
     }
 }

@@ -8,6 +8,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::axes::{draw_legend, legend_width, Axis, AxisText, Frame, LegendEntry, Swatch};
 use super::canvas::{Anchor, Canvas, Rect, INK, LABEL_SIZE, SMALL_SIZE, TICK_SIZE};
+use super::sealed::Target;
 use super::{palette, sealed, Chart};
 use crate::pareto::pareto_frontier;
 use crate::ReportError;
@@ -107,8 +108,12 @@ const MARKER_R: i32 = 5;
 const RING_R: i32 = MARKER_R + 4;
 
 impl sealed::Draw for ScatterPlot {
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), ReportError> {
-        let canvas = Canvas::new(area);
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        target: Target,
+    ) -> Result<(), ReportError> {
+        let canvas = Canvas::new(area, target);
         let top = canvas.title(&self.title)?;
         let families = self.families();
         let family_index = |f: &str| {
@@ -192,6 +197,17 @@ impl sealed::Draw for ScatterPlot {
                 Rect::new(x - r, y - r, x + r + 1, y + r + 1)
             })
             .collect();
+        // The frontier line, as a chain of small boxes.
+        for w in frontier.windows(2) {
+            let (a, b) = (at(w[0]), at(w[1]));
+            let len = (((b.0 - a.0) as f64).hypot((b.1 - a.1) as f64) / 4.0).ceil() as i32;
+            for k in 0..=len {
+                let t = k as f64 / len.max(1) as f64;
+                let x = a.0 + ((b.0 - a.0) as f64 * t).round() as i32;
+                let y = a.1 + ((b.1 - a.1) as f64 * t).round() as i32;
+                obstacles.push(Rect::new(x - 2, y - 2, x + 3, y + 3));
+            }
+        }
         let mut order: Vec<usize> = frontier.clone();
         order.extend(shown.iter().filter(|i| !frontier.contains(i)));
         for i in order {
