@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod common;
 mod compare;
 mod explain;
@@ -41,6 +42,8 @@ enum Cmd {
     /// Comparison report (Exercise 4): table, accuracy/latency vs cost plots, Pareto frontier,
     /// analysis — report.md, self-contained report.html, PNG/SVG plots, CSV/JSON.
     Compare(compare::CompareArgs),
+    /// Inference latency (median, p90), throughput and peak memory next to params/MACs.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Cmd::Shuffle(a) => zoo_cmds::shuffle(a),
         Cmd::Explain(a) => explain::explain(a),
         Cmd::Compare(a) => compare::compare(a),
+        Cmd::Bench(a) => bench::bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
