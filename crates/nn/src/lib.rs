@@ -13,6 +13,7 @@ pub mod error;
 pub mod model;
 pub mod parity;
 mod pickle_guard;
+pub mod predict;
 
 pub use checkpoint::{
     apply_tensors, convert, detect_layout, load_weights, read_checkpoint, save_safetensors,
