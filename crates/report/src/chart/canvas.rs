@@ -212,10 +212,10 @@ impl<'a, DB: DrawingBackend> Canvas<'a, DB> {
         for c in text.chars() {
             let pen = self.text_size(&prefix, size).0;
             prefix.push(c);
-            let Some(ink) = crate::font::ink_offset(c, size) else {
+            if c.is_whitespace() {
                 continue;
-            };
-            let (ox, oy) = (dx + pen + ink, dy);
+            }
+            let (ox, oy) = (dx + pen + crate::font::ink_offset(c, size), dy);
             let at = if anchor.vertical {
                 (pos.0 + oy, pos.1 - ox)
             } else {
