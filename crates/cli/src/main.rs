@@ -8,6 +8,7 @@ mod bench;
 mod common;
 mod compare;
 mod explain;
+mod weights_cmds;
 mod zoo_cmds;
 
 #[derive(Parser)]
@@ -44,6 +45,10 @@ enum Cmd {
     Compare(compare::CompareArgs),
     /// Inference latency (median, p90), throughput and peak memory next to params/MACs.
     Bench(bench::BenchArgs),
+    /// Top-k ImageNet classes of images or .npy tensors with real weights (.pth or .safetensors).
+    Predict(weights_cmds::PredictArgs),
+    /// Convert a PyTorch checkpoint to .safetensors (keys kept, or renamed with --canonical MODEL).
+    Convert(weights_cmds::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +68,8 @@ fn main() -> ExitCode {
         Cmd::Explain(a) => explain::explain(a),
         Cmd::Compare(a) => compare::compare(a),
         Cmd::Bench(a) => bench::bench(a),
+        Cmd::Predict(a) => weights_cmds::predict(a),
+        Cmd::Convert(a) => weights_cmds::convert(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
