@@ -69,12 +69,21 @@ pub struct EffNet {
 }
 
 /// A small deterministic generator (splitmix64) for host-side initialisation.
-struct HostRng(u64);
+struct HostRng {
+    state: u64,
+    spare: Option<f64>,
+}
 
 impl HostRng {
+    fn new(seed: u64) -> HostRng {
+        HostRng {
+            state: seed,
+            spare: None,
+        }
+    }
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
@@ -83,11 +92,16 @@ impl HostRng {
     fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
+    /// Standard normal (Box-Muller, both values of each pair used).
     fn normal(&mut self) -> f64 {
-        // Box-Muller; 1 - u keeps the logarithm finite.
-        let u1 = 1.0 - self.uniform();
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+        if let Some(v) = self.spare.take() {
+            return v;
+        }
+        // 1 - u keeps the logarithm finite.
+        let r = (-2.0 * (1.0 - self.uniform()).ln()).sqrt();
+        let (s, c) = (2.0 * std::f64::consts::PI * self.uniform()).sin_cos();
+        self.spare = Some(r * s);
+        r * c
     }
 }
 
@@ -120,7 +134,7 @@ impl EffNet {
     /// Build a freshly initialised model for `graph` on `device`.
     pub fn new(graph: &Graph, device: &Device, init: InitConfig) -> Result<EffNet, NnError> {
         graph.validate()?;
-        let mut rng = HostRng(init.seed);
+        let mut rng = HostRng::new(init.seed);
         let efficientnet_linear = graph
             .meta
             .family
