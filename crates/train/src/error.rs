@@ -17,13 +17,12 @@ pub enum TrainError {
     #[error(transparent)]
     Data(#[from] effcnn_data::DataError),
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or folder.
         path: PathBuf,
-        /// The operating-system error.
-        #[source]
-        source: std::io::Error,
+        /// The operating-system error (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
     /// A run file exists but cannot be understood (corrupt JSON, inconsistent checkpoint, …).
     #[error("{path}: {message}")]
@@ -73,10 +72,10 @@ pub enum TrainError {
 }
 
 impl TrainError {
-    pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl AsRef<Path>, error: std::io::Error) -> Self {
         TrainError::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            error,
         }
     }
 

@@ -158,12 +158,9 @@ fn safetensors_model_name(path: &Path) -> Option<String> {
 /// with the zoo's normalization for the model.
 pub fn eval(source: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     if !source.exists() {
-        return Err(TrainError::io(
+        return Err(TrainError::format(
             source,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no such run folder or weights file",
-            ),
+            "no such run folder or weights file",
         ));
     }
     let (run_dir, weights) = if source.is_dir() {
@@ -177,12 +174,9 @@ pub fn eval(source: &Path, opts: &EvalOptions) -> Result<EvalReport> {
         (parent.map(Path::to_path_buf), source.to_path_buf())
     };
     if !weights.is_file() {
-        return Err(TrainError::io(
+        return Err(TrainError::format(
             &weights,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "weights file missing (has the run completed an epoch?)",
-            ),
+            "weights file missing (has the run completed an epoch?)",
         ));
     }
     let config: Option<TrainConfig> = match &run_dir {
