@@ -416,7 +416,7 @@ mod tests {
         assert_eq!(t[0].index, 285);
         assert_eq!(t[1].index, 281);
         assert!(t[0].prob > t[1].prob);
-        let p: f32 = softmax(&logits).iter().sum();
+        let p: f64 = softmax(&logits).iter().map(|&v| v as f64).sum();
         assert!((p - 1.0).abs() < 1e-5);
     }
 
