@@ -17,20 +17,32 @@ pub enum NnError {
     /// An I/O error on a named file.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
     /// A file could not be parsed (format, truncation, unsupported content).
     #[error("{path}: {msg}")]
-    Format { path: PathBuf, msg: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
     /// A pickle in a PyTorch checkpoint references a Python global that effcnn refuses to load.
     #[error(
         "{path}: refusing to load: the pickle references `{global}`, which is not a tensor-rebuild \
          function of a weights-only checkpoint (effcnn never executes pickle code; convert the \
          file to .safetensors with PyTorch if it is trusted)"
     )]
-    UnsafePickle { path: PathBuf, global: String },
+    UnsafePickle {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The refused global, `module.name`.
+        global: String,
+    },
     /// The checkpoint's tensors do not match the model.
     #[error("{0}")]
     Mismatch(Box<MismatchReport>),
@@ -41,14 +53,19 @@ pub enum NnError {
         .candidates.join(", ")
     )]
     AmbiguousLayout {
+        /// The tied layouts' names.
         candidates: Vec<String>,
+        /// How many tensors each of them matched.
         matched: usize,
     },
     /// The requested layout has no names for this model.
     #[error("model {model} has no `{layout}` checkpoint names (available: {})", .available.join(", "))]
     NoSuchLayout {
+        /// The zoo name.
         model: String,
+        /// The requested layout.
         layout: String,
+        /// The layouts the model does have.
         available: Vec<String>,
     },
     /// An input tensor or option does not fit the model.

@@ -8,6 +8,8 @@
 //! - [`parity`]: the deterministic-weight fixture format used to prove PyTorch parity.
 //! - [`predict`]: image / `.npy` preprocessing, top-k with ImageNet labels.
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 pub mod error;
 pub mod model;

@@ -36,10 +36,15 @@ pub fn fill(seed: u64, scale: f64, offset: f64, n: usize) -> Vec<f32> {
 /// One tensor of a fixture.
 #[derive(Debug, Clone, Deserialize)]
 pub struct FixtureTensor {
+    /// PyTorch state-dict key.
     pub key: String,
+    /// PyTorch shape.
     pub shape: Vec<usize>,
+    /// Seed of the value formula.
     pub seed: u64,
+    /// Scale of the value formula.
     pub scale: f64,
+    /// Offset of the value formula.
     pub offset: f64,
 }
 
@@ -48,8 +53,11 @@ pub struct FixtureTensor {
 pub struct FixtureCase {
     /// `[N, 3, H, W]`.
     pub shape: Vec<usize>,
+    /// Seed of the value formula.
     pub seed: u64,
+    /// Scale of the value formula.
     pub scale: f64,
+    /// Offset of the value formula.
     pub offset: f64,
     /// `N × classes`.
     pub logits: Vec<Vec<f64>>,
@@ -58,10 +66,14 @@ pub struct FixtureCase {
 /// A parity fixture (only the fields effcnn uses).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Fixture {
+    /// The reference model's name.
     pub model: String,
+    /// Trainable parameters of the reference model.
     #[serde(default)]
     pub params: Option<u64>,
+    /// Every floating-point state-dict tensor, in state-dict order.
     pub tensors: Vec<FixtureTensor>,
+    /// Inputs with the reference logits.
     pub cases: Vec<FixtureCase>,
 }
 

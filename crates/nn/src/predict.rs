@@ -26,7 +26,9 @@ pub fn imagenet_label(index: usize) -> Option<&'static str> {
 /// Per-channel normalisation in [0, 1] pixel units: `(x − mean) / std`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Normalization {
+    /// Per-channel mean (RGB).
     pub mean: [f32; 3],
+    /// Per-channel standard deviation (RGB).
     pub std: [f32; 3],
 }
 
@@ -54,7 +56,9 @@ impl Normalization {
 /// A batch of model inputs, row-major `[N, C, H, W]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputBatch {
+    /// `[N, C, H, W]`.
     pub shape: [usize; 4],
+    /// Row-major values.
     pub data: Vec<f32>,
 }
 
@@ -273,6 +277,7 @@ pub fn load_input(
 /// One of the top-k classes of a sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopClass {
+    /// Class index.
     pub index: usize,
     /// ImageNet label for 1000-class models, `class N` otherwise.
     pub label: String,
