@@ -335,12 +335,18 @@ impl EffNet {
     }
 
     /// Run the network on `x` (`[N, C, H, W]`), returning logits `[N, classes]`.
+    ///
+    /// The input must fit the model; validate untrusted shapes with [`EffNet::check_input`]
+    /// first (burn reports shape errors as panics).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         self.forward_with_capture(x, &[]).0
     }
 
     /// Run the network and also return the outputs of the nodes in `capture` (in that order),
     /// e.g. [`Graph::se_gates`] for the SE channel gates.
+    ///
+    /// # Panics
+    /// If an id in `capture` is not a node of [`EffNet::graph`].
     pub fn forward_with_capture(
         &self,
         x: Tensor<4>,

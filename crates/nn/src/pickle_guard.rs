@@ -75,18 +75,25 @@ pub(crate) enum Container {
     Pickle,
 }
 
+/// The legacy magic number 0x1950a86a20f9469cfc6c as protocols ≥ 2 write it (LONG1 bytes) and
+/// as protocols 0/1 write it (decimal text). Detection follows the reader's own rule (the magic
+/// anywhere in the first 64 bytes), so the guard never scans fewer pickles than the reader reads.
 const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+const LEGACY_MAGIC_TEXT: &[u8] = b"119547037146038801333356";
+const LEGACY_MAGIC_SEARCH: usize = 64;
 
 pub(crate) fn container(head: &[u8]) -> Container {
+    let window = &head[..head.len().min(LEGACY_MAGIC_SEARCH)];
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
         Container::Zip
-    } else if head.len() > 262 && &head[257..262] == b"ustar" {
+    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
         Container::Tar
-    } else if head.len() >= 14
-        && head[0] == 0x80
-        && head[2] == 0x8a
-        && head[3] == 10
-        && head[4..14] == LEGACY_MAGIC
+    } else if window
+        .windows(LEGACY_MAGIC.len())
+        .any(|w| w == LEGACY_MAGIC)
+        || window
+            .windows(LEGACY_MAGIC_TEXT.len())
+            .any(|w| w == LEGACY_MAGIC_TEXT)
     {
         Container::Legacy
     } else {
@@ -435,6 +442,19 @@ mod tests {
     fn computed_stack_global_is_refused() {
         let pkl = b"\x80\x04K\x01K\x02\x93.";
         assert!(matches!(scan(p(), pkl), Err(NnError::UnsafePickle { .. })));
+    }
+
+    #[test]
+    fn protocol0_legacy_file_is_scanned_past_its_header() {
+        let mut f = b"L119547037146038801333356L\n.I1001\n.(dS'little_endian'\nI01\ns.".to_vec();
+        f.extend(b"cos\nsystem\n(S'x'\ntR.");
+        f.extend(b"(lp0\n.");
+        assert_eq!(container(&f), Container::Legacy);
+        let err = check_bytes(p(), &f).unwrap_err();
+        assert!(
+            matches!(err, NnError::UnsafePickle { ref global, .. } if global == "os.system"),
+            "{err}"
+        );
     }
 
     #[test]
