@@ -8,6 +8,7 @@ mod bench;
 mod common;
 mod compare;
 mod explain;
+mod train_cmds;
 mod weights_cmds;
 mod zoo_cmds;
 
@@ -49,6 +50,10 @@ enum Cmd {
     Predict(weights_cmds::PredictArgs),
     /// Convert a PyTorch checkpoint to .safetensors (keys kept, or renamed with --canonical MODEL).
     Convert(weights_cmds::ConvertArgs),
+    /// Train a zoo model on CPU into a run folder (config, metrics, checkpoints, summary).
+    Train(train_cmds::TrainArgs),
+    /// Accuracy, per-class accuracy and confusion matrix of a run folder or a weights file.
+    Eval(train_cmds::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +75,8 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Predict(a) => weights_cmds::predict(a),
         Cmd::Convert(a) => weights_cmds::convert(a),
+        Cmd::Train(a) => train_cmds::train(a),
+        Cmd::Eval(a) => train_cmds::eval(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
