@@ -111,7 +111,6 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         bail!("--runs must be at least 1");
     }
     let threads = set_threads(a.threads)?;
-    let device = effcnn_nn::cpu();
     let mut results = Vec::new();
     let total = (a.models.len() * a.batch.len()) as u64;
     let pb = ProgressBar::new(total);
@@ -120,53 +119,14 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     for name in &a.models {
-        let model = EffNet::from_zoo(name, &a.m.options(), &device, InitConfig::default())?;
-        let g = model.graph().clone();
-        let c = cost::analyze(&g);
-        let s = g.input_shape();
         for &b in &a.batch {
             pb.set_message(format!("{name} batch {b}"));
-            let n = b * s.c * s.h * s.w;
-            let data: Vec<f32> = (0..n).map(|i| ((i % 255) as f32 / 127.5) - 1.0).collect();
-            let x = Tensor::<4>::from_data(TensorData::new(data, [b, s.c, s.h, s.w]), &device);
-            let run = || -> Result<()> {
-                let y = model.forward(x.clone());
-                let v = y.into_data();
-                v.as_slice::<f32>()
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))
-                    .context("reading the logits")?;
-                Ok(())
+            let t = Timing {
+                warmup: a.warmup,
+                runs: a.runs,
+                min_seconds: a.min_seconds,
             };
-            for _ in 0..a.warmup {
-                run()?;
-            }
-            let mut times = Vec::new();
-            let start = Instant::now();
-            while times.len() < a.runs || start.elapsed().as_secs_f64() < a.min_seconds {
-                let t = Instant::now();
-                run()?;
-                times.push(t.elapsed());
-                if times.len() >= 10_000 {
-                    break;
-                }
-            }
-            let (median_ms, p90_ms) = percentiles(&mut times);
-            results.push(BenchResult {
-                model: name.clone(),
-                batch: b,
-                threads,
-                resolution: s.h,
-                device: "cpu (burn flex)".into(),
-                median_ms,
-                p90_ms,
-                img_per_s: b as f64 / (median_ms / 1e3),
-                runs: times.len(),
-                params: c.params,
-                macs: c.macs,
-                activations: c.activations,
-                gmacs_per_s: (c.macs * b as u64) as f64 / (median_ms / 1e3) / 1e9,
-                peak_rss_mib: peak_rss_mib(),
-            });
+            results.push(measure(name, &a.m.options(), b, threads, t)?);
             pb.inc(1);
         }
     }
@@ -175,6 +135,70 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         return out(&serde_json::to_string_pretty(&results)?);
     }
     out(&render(&bench_table(&results), a.format))
+}
+
+/// How long to time one (model, batch).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub warmup: usize,
+    pub runs: usize,
+    pub min_seconds: f64,
+}
+
+/// Time the eval-mode forward pass of a zoo model (random init, weights do not change speed).
+pub fn measure(
+    name: &str,
+    opts: &effcnn_arch::Options,
+    b: usize,
+    threads: usize,
+    t: Timing,
+) -> Result<BenchResult> {
+    let device = effcnn_nn::cpu();
+    let model = EffNet::from_zoo(name, opts, &device, InitConfig::default())?;
+    let g = model.graph().clone();
+    let c = cost::analyze(&g);
+    let s = g.input_shape();
+    let n = b * s.c * s.h * s.w;
+    let data: Vec<f32> = (0..n).map(|i| ((i % 255) as f32 / 127.5) - 1.0).collect();
+    let x = Tensor::<4>::from_data(TensorData::new(data, [b, s.c, s.h, s.w]), &device);
+    let run = || -> Result<()> {
+        let y = model.forward(x.clone());
+        let v = y.into_data();
+        v.as_slice::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))
+            .context("reading the logits")?;
+        Ok(())
+    };
+    for _ in 0..t.warmup {
+        run()?;
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < t.runs || start.elapsed().as_secs_f64() < t.min_seconds {
+        let t0 = Instant::now();
+        run()?;
+        times.push(t0.elapsed());
+        if times.len() >= 10_000 {
+            break;
+        }
+    }
+    let (median_ms, p90_ms) = percentiles(&mut times);
+    Ok(BenchResult {
+        model: name.to_string(),
+        batch: b,
+        threads,
+        resolution: s.h,
+        device: "cpu (burn flex)".into(),
+        median_ms,
+        p90_ms,
+        img_per_s: b as f64 / (median_ms / 1e3),
+        runs: times.len(),
+        params: c.params,
+        macs: c.macs,
+        activations: c.activations,
+        gmacs_per_s: (c.macs * b as u64) as f64 / (median_ms / 1e3) / 1e9,
+        peak_rss_mib: peak_rss_mib(),
+    })
 }
 
 pub fn bench_table(r: &[BenchResult]) -> Table {

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod common;
 mod compare;
+mod experiment;
 mod explain;
 mod train_cmds;
 mod weights_cmds;
@@ -54,6 +55,9 @@ enum Cmd {
     Train(train_cmds::TrainArgs),
     /// Accuracy, per-class accuracy and confusion matrix of a run folder or a weights file.
     Eval(train_cmds::EvalArgs),
+    /// The curriculum's training experiments: dwsep (1.6), se (2.5, several seeds), zoo (4),
+    /// each ending in a report with accuracy, cost and latency.
+    Experiment(experiment::ExperimentArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Cmd::Convert(a) => weights_cmds::convert(a),
         Cmd::Train(a) => train_cmds::train(a),
         Cmd::Eval(a) => train_cmds::eval(a),
+        Cmd::Experiment(a) => experiment::experiment(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -346,3 +346,18 @@ fn compare_into_an_unusable_directory_fails_cleanly() {
     assert!(dir.is_file());
     let _ = std::fs::remove_file(&dir);
 }
+
+#[test]
+fn experiment_dwsep_trains_both_nets_and_writes_a_report() {
+    let dir = tmp("exp-dwsep");
+    let table = ok(&["experiment", "dwsep", "--data", "synthetic:200:100", "--epochs", "1", "--batch-size", "50", "--out", dir.to_str().unwrap()]);
+    assert!(table.contains("plain_cnn") && table.contains("dwsep_cnn"), "{table}");
+    // Costs in the table are the analyzer's (plain_cnn 1,175,786 params; dwsep_cnn 143,146).
+    assert!(table.contains("1,175,786") && table.contains("143,146"), "{table}");
+    for f in ["report.md", "report.html", "accuracy_vs_macs.png", "latency_vs_macs.png", "runs/plain_cnn-s0/summary.json", "runs/dwsep_cnn-s0/best.safetensors"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("fewer parameters"), "{md}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

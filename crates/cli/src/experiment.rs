@@ -1,0 +1,392 @@
+//! `effcnn experiment dwsep|se|zoo`: the curriculum's training experiments (Exercises 1.6, 2.5, 4),
+//! each a set of training runs with one recipe, measured latency, and a report.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use effcnn_arch::{cost, resolve, Options};
+use effcnn_report::{write_report, Cell, Column, Figure, Point, Report, ScatterPlot, Table};
+use effcnn_train::{train, ProfileName, ProgressMode, RunOptions, RunSummary, TrainConfig};
+
+use crate::bench::{measure, set_threads, Timing};
+use crate::common::out;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Which {
+    /// Exercise 1.6: plain_cnn vs its depthwise-separable twin dwsep_cnn.
+    Dwsep,
+    /// Exercise 2.5: CIFAR ResNet with and without SE, several seeds (mean ± std).
+    Se,
+    /// Exercise 4: MobileNetV1/V2/V3, ShuffleNetV1/V2, EfficientNet-B0 in the CIFAR profile.
+    Zoo,
+}
+
+#[derive(Args)]
+pub struct ExperimentArgs {
+    pub which: Which,
+    /// Dataset (`synthetic[:N[:M]]`, CIFAR-10 binary folder/.tar.gz, image folder/.tar.gz).
+    /// Default: a small synthetic set so the experiment finishes in minutes on a CPU.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Epochs per run (default: 3 for dwsep/se, 2 for zoo).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Seeds per model (default: 3 for se, 1 otherwise).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Override the models (comma-separated), e.g. resnet56,se_resnet56 for the se experiment.
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Device: cpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output directory: runs/ (one run folder per model and seed), report.md/html, plots.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+struct Plan {
+    models: Vec<String>,
+    data: String,
+    epochs: usize,
+    seeds: usize,
+}
+
+fn plan(a: &ExperimentArgs) -> Plan {
+    let (models, data, epochs, seeds): (&[&str], &str, usize, usize) = match a.which {
+        Which::Dwsep => (&["plain_cnn", "dwsep_cnn"], "synthetic:2000:500", 3, 1),
+        Which::Se => (&["resnet20", "se_resnet20"], "synthetic:1000:300", 3, 3),
+        Which::Zoo => (
+            &[
+                "mobilenet_v1",
+                "mobilenet_v2",
+                "mobilenet_v3_small",
+                "mobilenet_v3_large",
+                "shufflenet_v1_g3",
+                "shufflenet_v2_x1_0",
+                "efficientnet_b0",
+            ],
+            "synthetic:1000:200",
+            2,
+            1,
+        ),
+    };
+    Plan {
+        models: if a.models.is_empty() {
+            models.iter().map(|s| s.to_string()).collect()
+        } else {
+            a.models.clone()
+        },
+        data: a.data.clone().unwrap_or_else(|| data.to_string()),
+        epochs: a.epochs.unwrap_or(epochs),
+        seeds: a.seeds.unwrap_or(seeds),
+    }
+}
+
+/// Results of one model over its seeds.
+struct ModelResult {
+    model: String,
+    family: String,
+    params: u64,
+    macs: u64,
+    accs: Vec<f64>,
+    latency_ms: f64,
+    wall_seconds: f64,
+    img_per_s: f64,
+}
+
+/// Mean and sample standard deviation.
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+pub fn experiment(a: ExperimentArgs) -> Result<()> {
+    if a.device != "cpu" {
+        bail!("--device {}: this build trains on cpu only", a.device);
+    }
+    let p = plan(&a);
+    if p.epochs == 0 || p.seeds == 0 {
+        bail!("--epochs and --seeds must be at least 1");
+    }
+    for m in &p.models {
+        effcnn_arch::entry(m)?;
+    }
+    let threads = set_threads(a.threads)?;
+    std::fs::create_dir_all(a.out.join("runs"))
+        .with_context(|| format!("--out {}: cannot create directory", a.out.display()))?;
+    let mut results = Vec::new();
+    for m in &p.models {
+        let mut accs = Vec::new();
+        let mut wall = 0.0;
+        let mut ips = Vec::new();
+        for seed in 0..p.seeds {
+            let dir = a.out.join("runs").join(format!("{m}-s{seed}"));
+            eprintln!("== {m} seed {seed} → {}", dir.display());
+            let mut c = TrainConfig::recommended(m, ProfileName::Cifar, &p.data);
+            c.epochs = p.epochs;
+            c.seed = seed as u64;
+            c.batch_size = a.batch_size;
+            c.threads = Some(threads);
+            let s: RunSummary = train(
+                c,
+                &dir,
+                &RunOptions {
+                    progress: ProgressMode::Auto,
+                    overwrite: true,
+                    ..RunOptions::default()
+                },
+            )
+            .with_context(|| format!("training {m} (seed {seed})"))?;
+            accs.push(s.final_test_accuracy);
+            wall += s.wall_seconds;
+            ips.push(s.img_per_s);
+        }
+        let e = effcnn_arch::entry(m)?;
+        let g = resolve(m, &Options::cifar())?;
+        let c = cost::analyze(&g);
+        let lat = measure(
+            m,
+            &Options::cifar(),
+            1,
+            threads,
+            Timing {
+                warmup: 2,
+                runs: 10,
+                min_seconds: 0.5,
+            },
+        )?;
+        results.push(ModelResult {
+            model: m.clone(),
+            family: e.family.to_string(),
+            params: c.params,
+            macs: c.macs,
+            accs,
+            latency_ms: lat.median_ms,
+            wall_seconds: wall,
+            img_per_s: ips.iter().sum::<f64>() / ips.len() as f64,
+        });
+    }
+    let rep = report(&a, &p, &results, threads)?;
+    let files = write_report(&a.out, &rep).with_context(|| format!("--out {}", a.out.display()))?;
+    eprintln!("wrote {} report files to {}", files.len(), a.out.display());
+    out(&table(&results, &p).to_text())
+}
+
+fn table(rs: &[ModelResult], p: &Plan) -> Table {
+    let mut t = Table::new(
+        format!(
+            "{} epochs on {} (CIFAR profile, same recipe), {} seed(s) each",
+            p.epochs, p.data, p.seeds
+        ),
+        vec![
+            Column::left("model"),
+            Column::right("params"),
+            Column::right("MACs"),
+            Column::right("test acc (mean)"),
+            Column::right("± std"),
+            Column::right("acc per M params"),
+            Column::right("latency b1 ms"),
+            Column::right("train img/s"),
+            Column::right("train s"),
+        ],
+    );
+    for r in rs {
+        let (m, s) = mean_std(&r.accs);
+        let _ = t.push_row(vec![
+            Cell::text(&r.model),
+            Cell::count(r.params),
+            Cell::mega(r.macs as f64),
+            Cell::percent(m, 2),
+            Cell::percent(s, 2),
+            Cell::float(m * 100.0 / (r.params as f64 / 1e6), 1),
+            Cell::float(r.latency_ms, 2),
+            Cell::float(r.img_per_s, 0),
+            Cell::float(r.wall_seconds, 0),
+        ]);
+    }
+    t.push_note(
+        "test accuracy after the last epoch; std is the sample standard deviation over seeds",
+    );
+    t.push_note(cost::CONVENTION);
+    t
+}
+
+fn report(a: &ExperimentArgs, p: &Plan, rs: &[ModelResult], threads: usize) -> Result<Report> {
+    let title = match a.which {
+        Which::Dwsep => "Experiment: standard vs depthwise-separable CNN (Exercise 1.6)",
+        Which::Se => "Experiment: ResNet with and without squeeze-and-excitation (Exercise 2.5)",
+        Which::Zoo => "Experiment: efficient architectures on the same recipe (Exercise 4)",
+    };
+    let mut rep = Report::new(title);
+    let s = rep.section("Results");
+    s.text(format!(
+        "Data: `{}`; {} epochs per run, batch {}, {} seed(s) per model, CPU ({} threads). Runs are in `runs/` \
+         (config.json, metrics.jsonl, checkpoints, summary.json) and can be re-evaluated with `effcnn eval`.",
+        p.data, p.epochs, a.batch_size, p.seeds, threads
+    ));
+    s.table(table(rs, p));
+    let pts = |f: &dyn Fn(&ModelResult) -> f64| -> Vec<Point> {
+        rs.iter()
+            .map(|r| {
+                Point::new(
+                    r.model.clone(),
+                    r.family.clone(),
+                    f(r),
+                    mean_std(&r.accs).0 * 100.0,
+                )
+            })
+            .collect()
+    };
+    let mut acc_macs = ScatterPlot::new(
+        "Test accuracy vs MACs",
+        "MACs (millions, log)",
+        "test accuracy (%)",
+    );
+    acc_macs.log_x = true;
+    acc_macs.frontier = rs.len() > 2;
+    acc_macs.points = pts(&|r| r.macs as f64 / 1e6);
+    let mut acc_params = ScatterPlot::new(
+        "Test accuracy vs parameters",
+        "parameters (millions, log)",
+        "test accuracy (%)",
+    );
+    acc_params.log_x = true;
+    acc_params.frontier = rs.len() > 2;
+    acc_params.points = pts(&|r| r.params as f64 / 1e6);
+    let mut lat = ScatterPlot::new(
+        "Latency vs MACs",
+        "MACs (millions, log)",
+        "latency, batch 1 (ms)",
+    );
+    lat.log_x = true;
+    lat.points = rs
+        .iter()
+        .map(|r| {
+            Point::new(
+                r.model.clone(),
+                r.family.clone(),
+                r.macs as f64 / 1e6,
+                r.latency_ms,
+            )
+        })
+        .collect();
+    s.figure(Figure::new(
+        "accuracy_vs_macs",
+        "Test accuracy vs MACs",
+        acc_macs,
+    ));
+    s.figure(Figure::new(
+        "accuracy_vs_params",
+        "Test accuracy vs parameters",
+        acc_params,
+    ));
+    s.figure(Figure::new(
+        "latency_vs_macs",
+        "Batch-1 CPU latency vs MACs",
+        lat,
+    ));
+    rep.section("What it shows").text(analysis(a.which, rs));
+    Ok(rep)
+}
+
+fn find<'a>(rs: &'a [ModelResult], m: &str) -> Option<&'a ModelResult> {
+    rs.iter().find(|r| r.model == m)
+}
+
+fn analysis(which: Which, rs: &[ModelResult]) -> String {
+    match which {
+        Which::Dwsep => match (find(rs, "plain_cnn"), find(rs, "dwsep_cnn")) {
+            (Some(p), Some(d)) => {
+                let (ap, ad) = (mean_std(&p.accs).0, mean_std(&d.accs).0);
+                format!(
+                    "dwsep_cnn has {:.1}× fewer parameters and {:.1}× fewer MACs than plain_cnn, at {:+.2} points of \
+                     test accuracy ({:.2}% vs {:.2}%); its batch-1 latency is {:.2} ms vs {:.2} ms ({:.1}× — less than \
+                     the MAC ratio, because depthwise convolutions are memory-bound). Accuracy per million \
+                     parameters: {:.1} vs {:.1}.",
+                    p.params as f64 / d.params as f64,
+                    p.macs as f64 / d.macs as f64,
+                    (ad - ap) * 100.0,
+                    ad * 100.0,
+                    ap * 100.0,
+                    d.latency_ms,
+                    p.latency_ms,
+                    p.latency_ms / d.latency_ms,
+                    ad * 100.0 / (d.params as f64 / 1e6),
+                    ap * 100.0 / (p.params as f64 / 1e6)
+                )
+            }
+            _ => "Run with plain_cnn and dwsep_cnn to compare them.".into(),
+        },
+        Which::Se => {
+            let mut s = String::new();
+            for r in rs.iter().filter(|r| r.model.starts_with("se_")) {
+                if let Some(b) = find(rs, &r.model[3..]) {
+                    let (mb, sb) = mean_std(&b.accs);
+                    let (ms, ss) = mean_std(&r.accs);
+                    let diff = ms - mb;
+                    // Standard error of the difference of two means.
+                    let se = (sb * sb / b.accs.len() as f64 + ss * ss / r.accs.len() as f64).sqrt();
+                    let verdict = if r.accs.len() < 2 || b.accs.len() < 2 {
+                        "one seed each cannot separate the difference from run-to-run noise"
+                            .to_string()
+                    } else if diff.abs() > 2.0 * se {
+                        format!("the difference is more than twice its standard error ({:.2} points): SE {} here", se * 100.0, if diff > 0.0 { "helped" } else { "hurt" })
+                    } else {
+                        format!("the difference is within twice its standard error ({:.2} points): not distinguishable from noise with these seeds", se * 100.0)
+                    };
+                    s.push_str(&format!(
+                        "{} → {}: {:.2}% ± {:.2} vs {:.2}% ± {:.2} ({:+.2} points) for +{} params ({:+.1}%) and +{:.3} M MACs; {verdict}.\n\n",
+                        b.model, r.model, mb * 100.0, sb * 100.0, ms * 100.0, ss * 100.0, diff * 100.0,
+                        r.params - b.params, 100.0 * (r.params as f64 / b.params as f64 - 1.0), (r.macs as f64 - b.macs as f64) / 1e6
+                    ));
+                }
+            }
+            if s.is_empty() {
+                s = "Run with pairs like resnet20,se_resnet20 to compare them.".into();
+            }
+            s
+        }
+        Which::Zoo => {
+            let mut v: Vec<&ModelResult> = rs.iter().collect();
+            v.sort_by(|a, b| mean_std(&b.accs).0.total_cmp(&mean_std(&a.accs).0));
+            let best = v.first().map(|r| r.model.clone()).unwrap_or_default();
+            let mut by_lat: Vec<&ModelResult> = rs.iter().collect();
+            by_lat.sort_by(|a, b| {
+                (a.latency_ms / a.macs as f64).total_cmp(&(b.latency_ms / b.macs as f64))
+            });
+            format!(
+                "Most accurate on this data and recipe: {best}. Milliseconds per GMAC range from {:.1} ({}) to {:.1} ({}): \
+                 MACs alone do not predict latency.",
+                by_lat[0].latency_ms / (by_lat[0].macs as f64 / 1e9),
+                by_lat[0].model,
+                by_lat[by_lat.len() - 1].latency_ms / (by_lat[by_lat.len() - 1].macs as f64 / 1e9),
+                by_lat[by_lat.len() - 1].model
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_std_known() {
+        let (m, s) = mean_std(&[1.0, 2.0, 3.0, 4.0]);
+        assert!((m - 2.5).abs() < 1e-12);
+        assert!((s - 1.290_994_448_735_805_6).abs() < 1e-12);
+        assert_eq!(mean_std(&[0.7]), (0.7, 0.0));
+    }
+}
