@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use effcnn_arch::{Options, Profile};
 use effcnn_report::Table;
@@ -69,12 +69,14 @@ impl ModelArgs {
 /// Write text to stdout (a closed pipe is not an error; see `is_broken_pipe`).
 pub fn out(s: &str) -> Result<()> {
     let mut o = std::io::stdout().lock();
-    o.write_all(s.as_bytes())?;
-    if !s.ends_with('\n') {
-        o.write_all(b"\n")?;
-    }
-    o.flush()?;
-    Ok(())
+    (|| {
+        o.write_all(s.as_bytes())?;
+        if !s.ends_with('\n') {
+            o.write_all(b"\n")?;
+        }
+        o.flush()
+    })()
+    .context("writing to standard output")
 }
 
 pub fn render(t: &Table, f: Format) -> String {

@@ -10,13 +10,13 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// Reading a file or folder failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or folder being read.
         path: String,
-        /// The underlying operating-system error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying operating-system error (shown in the message, so not chained as a
+        /// source: a report of the whole chain would print it twice).
+        error: std::io::Error,
     },
     /// A file or folder exists but its content or layout is not what the format requires.
     #[error("{path}: {message}")]
@@ -40,10 +40,10 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl AsRef<Path>, error: std::io::Error) -> Self {
         DataError::Io {
             path: path.as_ref().display().to_string(),
-            source,
+            error,
         }
     }
 

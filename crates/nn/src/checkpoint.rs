@@ -80,6 +80,12 @@ fn is_ignored(key: &str) -> bool {
 
 /// Read a checkpoint (`.safetensors`, or a PyTorch `.pth`/`.pt`/`.bin`/`.tar`) into memory.
 /// The format is recognised from the file's content, not its name.
+///
+/// Floating-point tensors of any width (F64, F32, F16, BF16) are converted to f32; integer
+/// tensors are kept as non-float buffers that never load into parameters. A file whose header
+/// disagrees with its data (offsets or sizes past the end, overlapping tensors, a byte count
+/// that does not fit the dtype and shape) is an error, as is any pickle that references a
+/// global outside the weights-only allow-list (see [`NnError::UnsafePickle`]).
 pub fn read_checkpoint(path: impl AsRef<Path>) -> Result<TensorMap, NnError> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| NnError::io(path, e))?;
@@ -87,23 +93,62 @@ pub fn read_checkpoint(path: impl AsRef<Path>) -> Result<TensorMap, NnError> {
         return read_safetensors_bytes(path, &bytes);
     }
     // Weights-only check of every pickle before the reader sees the file.
-    pickle_guard::check_bytes(path, &bytes)?;
+    if let Err(e) = pickle_guard::check_bytes(path, &bytes) {
+        return Err(match e {
+            // Neither zip, legacy container nor a protocol-2+ pickle, and unreadable as a
+            // pickle: most likely not a checkpoint at all.
+            NnError::Format { msg, .. }
+                if pickle_guard::container(&bytes) == pickle_guard::Container::Pickle
+                    && !bytes.starts_with(&[0x80]) =>
+            {
+                NnError::format(
+                    path,
+                    format!(
+                        "not a checkpoint: neither .safetensors, a PyTorch zip archive nor a \
+                         pickle ({msg})"
+                    ),
+                )
+            }
+            e => e,
+        });
+    }
     drop(bytes);
     read_pytorch_checked(path)
 }
 
+/// The largest header the safetensors format allows.
+const SAFETENSORS_MAX_HEADER: u64 = 100_000_000;
+
+/// A safetensors file: an 8-byte little-endian header length, then a JSON object. The length is
+/// only checked for plausibility here (a zip or pickle never starts with one), so that a header
+/// length running past the end of the file is reported as such rather than as a bad pickle.
 fn looks_like_safetensors(bytes: &[u8]) -> bool {
     if bytes.len() < 10 {
         return false;
     }
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    n > 0 && (n as usize) <= bytes.len() - 8 && bytes[8] == b'{'
+    n > 0 && n <= SAFETENSORS_MAX_HEADER && bytes[8] == b'{'
 }
 
 fn read_safetensors_bytes(path: &Path, bytes: &[u8]) -> Result<TensorMap, NnError> {
     use safetensors::Dtype;
-    let st = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| NnError::format(path, format!("invalid safetensors file: {e}")))?;
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    if n > (bytes.len() - 8) as u64 {
+        return Err(NnError::format(
+            path,
+            format!(
+                "invalid safetensors file: the header length {n} runs past the end of the \
+                 {}-byte file (truncated or not a safetensors file)",
+                bytes.len()
+            ),
+        ));
+    }
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
+        let detail = safetensors_size_mismatch(bytes)
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        NnError::format(path, format!("invalid safetensors file: {e}{detail}"))
+    })?;
     let mut out = TensorMap::new();
     for (name, view) in st.iter() {
         let d = view.data();
@@ -161,6 +206,41 @@ fn read_safetensors_bytes(path: &Path, bytes: &[u8]) -> Result<TensorMap, NnErro
         );
     }
     Ok(out)
+}
+
+/// Names the first tensor whose header entry disagrees with itself (the byte span of its
+/// `data_offsets` is not what its dtype and shape need): the safetensors crate reports that
+/// case without the tensor's name.
+fn safetensors_size_mismatch(bytes: &[u8]) -> Option<String> {
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    header.iter().find_map(|(name, info)| {
+        let width: u64 = match info.get("dtype")?.as_str()? {
+            "F64" | "I64" | "U64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            "I8" | "U8" | "BOOL" => 1,
+            _ => return None,
+        };
+        let count = info
+            .get("shape")?
+            .as_array()?
+            .iter()
+            .try_fold(1u64, |a, d| a.checked_mul(d.as_u64()?))?;
+        let offsets = info.get("data_offsets")?.as_array()?;
+        let (start, end) = (offsets.first()?.as_u64()?, offsets.get(1)?.as_u64()?);
+        let need = count.checked_mul(width)?;
+        (end.checked_sub(start) != Some(need)).then(|| {
+            format!(
+                "tensor {name}: {} {} needs {need} bytes, its data_offsets [{start}, {end}] \
+                 span {}",
+                info["dtype"].as_str().unwrap_or("?"),
+                info["shape"],
+                end as i128 - start as i128
+            )
+        })
+    })
 }
 
 /// Read a PyTorch checkpoint after its pickles passed the weights-only check.
@@ -575,10 +655,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NnError> {
     let name = path
         .file_name()
         .ok_or_else(|| NnError::BadInput(format!("{}: not a file path", path.display())))?;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // Unique per process and call, so concurrent writers never share a temporary file.
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{}",
         name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;

@@ -15,13 +15,13 @@ pub enum NnError {
     #[error(transparent)]
     Arch(#[from] effcnn_arch::ArchError),
     /// An I/O error on a named file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// What the operating system said.
-        #[source]
-        source: std::io::Error,
+        /// What the operating system said (shown in the message, so not chained as a source:
+        /// a report of the whole chain would print it twice).
+        error: std::io::Error,
     },
     /// A file could not be parsed (format, truncation, unsupported content).
     #[error("{path}: {msg}")]
@@ -74,10 +74,10 @@ pub enum NnError {
 }
 
 impl NnError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         NnError::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
     pub(crate) fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// A file or directory could not be created, written or renamed.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {error}", path.display())]
     Io {
         /// The path that could not be written.
         path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying I/O error (shown in the message, so not chained as a source: a
+        /// report of the whole chain would print it twice).
+        error: std::io::Error,
     },
     /// The drawing backend failed while rendering a plot.
     #[error("cannot draw plot: {0}")]
@@ -26,10 +26,10 @@ pub enum ReportError {
 }
 
 impl ReportError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         ReportError::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 
