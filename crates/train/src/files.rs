@@ -1,8 +1,6 @@
 //! Run-folder file handling: atomic writes, JSON files, content fingerprints.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -24,38 +22,10 @@ pub const STATE_FILE: &str = "state.json";
 /// `summary.json`: the [`crate::RunSummary`].
 pub const SUMMARY_FILE: &str = "summary.json";
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// Writes `bytes` to `path` through a temporary file in the same folder, flushed to disk, then
 /// renamed over `path`: readers see the old or the new content, never a partial file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        TrainError::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
-        )
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(TrainError::io(path, e));
-    }
-    Ok(())
+    Ok(effcnn_nn::checkpoint::write_atomic(path, bytes)?)
 }
 
 /// Writes `value` as pretty JSON (with a final newline), atomically.
