@@ -350,14 +350,149 @@ fn compare_into_an_unusable_directory_fails_cleanly() {
 #[test]
 fn experiment_dwsep_trains_both_nets_and_writes_a_report() {
     let dir = tmp("exp-dwsep");
-    let table = ok(&["experiment", "dwsep", "--data", "synthetic:200:100", "--epochs", "1", "--batch-size", "50", "--out", dir.to_str().unwrap()]);
-    assert!(table.contains("plain_cnn") && table.contains("dwsep_cnn"), "{table}");
+    let table = ok(&[
+        "experiment",
+        "dwsep",
+        "--data",
+        "synthetic:200:100",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        table.contains("plain_cnn") && table.contains("dwsep_cnn"),
+        "{table}"
+    );
     // Costs in the table are the analyzer's (plain_cnn 1,175,786 params; dwsep_cnn 143,146).
-    assert!(table.contains("1,175,786") && table.contains("143,146"), "{table}");
-    for f in ["report.md", "report.html", "accuracy_vs_macs.png", "latency_vs_macs.png", "runs/plain_cnn-s0/summary.json", "runs/dwsep_cnn-s0/best.safetensors"] {
+    assert!(
+        table.contains("1,175,786") && table.contains("143,146"),
+        "{table}"
+    );
+    for f in [
+        "report.md",
+        "report.html",
+        "accuracy_vs_macs.png",
+        "latency_vs_macs.png",
+        "runs/plain_cnn-s0/summary.json",
+        "runs/dwsep_cnn-s0/best.safetensors",
+    ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("fewer parameters"), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `../shared` beside the repository, when present (real weights and photos).
+fn shared() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    p.join("weights/efficientnet-lite0-57934424.pth")
+        .is_file()
+        .then_some(p)
+}
+
+#[test]
+fn predict_and_convert_with_the_real_lite0_weights() {
+    let Some(sh) = shared() else {
+        eprintln!("SKIPPED: ../shared with the EfficientNet-Lite0 weights is not present");
+        return;
+    };
+    let w = sh.join("weights/efficientnet-lite0-57934424.pth");
+    let photos = [
+        sh.join("data/images/chelsea.png"),
+        sh.join("data/images/coffee.png"),
+    ];
+    let out = ok(&[
+        "predict",
+        "efficientnet_lite0",
+        "--weights",
+        w.to_str().unwrap(),
+        photos[0].to_str().unwrap(),
+        photos[1].to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let top1 = |i: usize| v[i]["top"][0][0].as_u64().unwrap();
+    // ImageNet cat classes are 281..=285; 967 is espresso.
+    assert!((281..=285).contains(&top1(0)), "chelsea → {}", v[0]["top"]);
+    assert_eq!(top1(1), 967, "coffee → {}", v[1]["top"]);
+    assert_eq!(v[1]["logits"].as_array().unwrap().len(), 1000);
+
+    // .pth → .safetensors with canonical keys gives the same top-5 on the exact 224² crop.
+    let dir = tmp("convert");
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = dir.join("lite0.safetensors");
+    ok(&[
+        "convert",
+        w.to_str().unwrap(),
+        st.to_str().unwrap(),
+        "--canonical",
+        "efficientnet_lite0",
+    ]);
+    let crop =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/pretrained/crops/coffee.png");
+    let a: serde_json::Value = serde_json::from_str(&ok(&[
+        "predict",
+        "efficientnet_lite0",
+        "--weights",
+        w.to_str().unwrap(),
+        crop.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let b: serde_json::Value = serde_json::from_str(&ok(&[
+        "predict",
+        "efficientnet_lite0",
+        "--weights",
+        st.to_str().unwrap(),
+        crop.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(a[0]["top"], b[0]["top"]);
+    // PyTorch's top-5 on this crop (fixtures/pretrained/efficientnet_lite0_predictions.json, tf127).
+    let refs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../fixtures/pretrained/efficientnet_lite0_predictions.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let want: Vec<u64> = find_top5(&refs, "coffee");
+    let got: Vec<u64> = a[0]["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t[0].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, want);
+    // A checkpoint for another model is refused, naming tensors.
+    fails(
+        &[
+            "predict",
+            "mobilenet_v2",
+            "--weights",
+            st.to_str().unwrap(),
+            crop.to_str().unwrap(),
+        ],
+        &["--weights"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The reference top-5 class indices of an image under the tf127 normalization.
+fn find_top5(refs: &serde_json::Value, image: &str) -> Vec<u64> {
+    refs["images"][image]["tf127"]["top5"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tf127 top-5 for {image}"))
+        .iter()
+        .map(|t| t[0].as_u64().unwrap())
+        .collect()
 }
