@@ -9,6 +9,7 @@ mod common;
 mod compare;
 mod experiment;
 mod explain;
+mod se_attention;
 mod train_cmds;
 mod weights_cmds;
 mod zoo_cmds;
@@ -58,6 +59,9 @@ enum Cmd {
     /// The curriculum's training experiments: dwsep (1.6), se (2.5, several seeds), zoo (4),
     /// each ending in a report with accuracy, cost and latency.
     Experiment(experiment::ExperimentArgs),
+    /// SE attention (Exercise 2.6): per-block gate heatmaps (sample images, class means),
+    /// histograms and class specificity by depth of a trained (or --random-init) SE model.
+    SeAttention(se_attention::SeAttentionArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Cmd::Convert(a) => weights_cmds::convert(a),
         Cmd::Train(a) => train_cmds::train(a),
         Cmd::Eval(a) => train_cmds::eval(a),
+        Cmd::SeAttention(a) => se_attention::se_attention(a),
         Cmd::Experiment(a) => experiment::experiment(a),
     };
     match result {
