@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
-"""PyTorch peer of `effcnn train` for the study nets: CPU training throughput with the same recipe.
+"""PyTorch peer of `effcnn train`: CPU training throughput with the same recipe.
 
-Builds `dwsep_cnn` / `plain_cnn` from `effcnn show MODEL --profile cifar --format json` (every
+`mobilenet_v2` is torchvision's model with effcnn's CIFAR profile applied (stem and first
+24-channel block at stride 1, 10 classes), checked against `effcnn show mobilenet_v2 --profile
+cifar` (parameter count and every conv's stride) when the effcnn binary is given. It builds
+`dwsep_cnn` / `plain_cnn` from `effcnn show MODEL --profile cifar --format json` (every
 conv is followed by BatchNorm + ReLU; a 2×2 max-pool sits wherever the spatial size halves
 between two convs; global average pool and the linear classifier close the net) — or, without
 the effcnn binary, from a mirror of crates/arch/src/zoo/study.rs — and checks that its
 trainable-parameter count equals effcnn's. It then trains on random CIFAR-shaped batches with
 effcnn's recipe (SGD, Nesterov momentum 0.9, dampening 0, weight decay 5e-4 with BatchNorm and
 biases exempt, label smoothing as given) and prints one JSON line with the training and
-evaluation throughput (images per second).
+evaluation throughput: images per wall-clock second, and training images per CPU-second of
+the process (all threads), so runs at different thread counts or on a loaded machine compare.
 
     python3 bench/train_peer.py --model dwsep_cnn --batch-size 128 --threads 2 \
-        --effcnn target/release/effcnn
+        --effcnn target/debug/effcnn
 
-Compare with `effcnn train dwsep_cnn --data synthetic --batch-size 128 --threads 2 ...`
-(its metrics.jsonl reports img_per_s per epoch) on the same machine.
+Compare with `effcnn train dwsep_cnn --data synthetic:2560:256 --epochs 1 --batch-size 128
+--threads 2 ...` (its summary.json reports img_per_s) on the same machine; bench/run.sh does.
 """
 
 import argparse
@@ -68,6 +72,25 @@ def layers_from_mirror(model, width):
     return rows, None
 
 
+def mobilenet_v2_cifar(binary):
+    """torchvision's MobileNetV2 with effcnn's CIFAR profile: stride 1 in the stem and in the
+    first block of the 24-channel stage; checked against effcnn's layer table when possible."""
+    import torchvision
+
+    net = torchvision.models.mobilenet_v2(num_classes=10)
+    net.features[0][0].stride = (1, 1)
+    net.features[2].conv[1][0].stride = (1, 1)
+    if binary:
+        cmd = [binary, "show", "mobilenet_v2", "--profile", "cifar", "--format", "json"]
+        d = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        want = [tuple(r["stride"]) for r in d["layers"] if r["op"] != "linear"]
+        got = [m.stride for m in net.modules() if isinstance(m, nn.Conv2d)]
+        if want != got:
+            sys.exit(f"conv strides differ from effcnn's: {got} != {want}")
+        return net, d["params"]
+    return net, None
+
+
 def build(rows):
     mods, prev_h = [], None
     for r in rows:
@@ -98,7 +121,7 @@ def build(rows):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="dwsep_cnn", choices=["dwsep_cnn", "plain_cnn"])
+    p.add_argument("--model", default="dwsep_cnn", choices=["dwsep_cnn", "plain_cnn", "mobilenet_v2"])
     p.add_argument("--width", type=float)
     p.add_argument("--effcnn", default=shutil.which("effcnn"), help="effcnn binary")
     p.add_argument("--batch-size", type=int, default=128)
@@ -114,11 +137,16 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    if a.effcnn:
+    if a.model == "mobilenet_v2":
+        if a.width is not None:
+            sys.exit("--width is not supported for mobilenet_v2")
+        net, effcnn_params = mobilenet_v2_cifar(a.effcnn)
+    elif a.effcnn:
         rows, effcnn_params = layers_from_effcnn(a.effcnn, a.model, a.width)
+        net = build(rows)
     else:
         rows, effcnn_params = layers_from_mirror(a.model, a.width)
-    net = build(rows)
+        net = build(rows)
     params = sum(p.numel() for p in net.parameters() if p.requires_grad)
     if effcnn_params is not None and params != effcnn_params:
         sys.exit(f"parameter count {params} != effcnn's {effcnn_params}: structure mismatch")
@@ -135,16 +163,18 @@ def main():
     y = torch.randint(0, 10, (bs,))
 
     net.train()
-    t = None
+    t = cpu = None
     for i in range(a.warmup_steps + a.steps):
         if i == a.warmup_steps:
             t = time.perf_counter()
+            cpu = time.process_time()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(x), y, label_smoothing=a.label_smoothing)
         loss.backward()
         opt.step()
         loss.item()
     train_ips = a.steps * bs / (time.perf_counter() - t)
+    train_ipcs = a.steps * bs / max(time.process_time() - cpu, 1e-9)
 
     net.eval()
     with torch.no_grad():
@@ -161,7 +191,9 @@ def main():
         "params": params,
         "batch_size": bs,
         "threads": torch.get_num_threads(),
+        "steps": a.steps,
         "train_img_per_s": round(train_ips, 1),
+        "train_img_per_cpu_s": round(train_ipcs, 1),
         "eval_img_per_s": round(eval_ips, 1),
     }))
 

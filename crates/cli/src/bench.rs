@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;
-use effcnn_arch::cost;
+use effcnn_arch::{cost, Op};
 use effcnn_nn::{EffNet, InitConfig};
 use effcnn_report::{Cell, Column, Table};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -39,6 +39,14 @@ pub struct BenchArgs {
     /// … and at least this many seconds of timing per (model, batch).
     #[arg(long, default_value_t = 2.0)]
     pub min_seconds: f64,
+    /// Also time every node (eval mode, at each batch size) and print a per-layer profile per
+    /// model: ms, share of time and of MACs, GMAC/s, and totals per op kind. Each node's output
+    /// is read back to force completion, which adds a small sync cost per node.
+    #[arg(long)]
+    pub per_layer: bool,
+    /// With --per-layer: list only the N slowest nodes (0 = every node, in graph order).
+    #[arg(long, default_value_t = 0)]
+    pub top: usize,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
@@ -62,6 +70,53 @@ pub struct BenchResult {
     pub gmacs_per_s: f64,
     /// Peak resident memory of the process so far (MiB), Linux only.
     pub peak_rss_mib: Option<f64>,
+    /// Per-node profile (`--per-layer` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<LayerProfile>,
+}
+
+/// Per-node latency of one (model, batch), from [`EffNet::forward_profiled`].
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerProfile {
+    /// Profiled forward passes (each node's time is its median over these).
+    pub runs: usize,
+    /// Sum of the per-node medians (includes the per-node sync overhead).
+    pub total_ms: f64,
+    /// Nodes in graph order.
+    pub layers: Vec<LayerTime>,
+    /// Totals per op kind, slowest first.
+    pub kinds: Vec<KindTotal>,
+}
+
+/// One node's share of a profiled forward pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerTime {
+    pub path: String,
+    /// The op as `effcnn show` names it (dwconv, pwconv, bn, relu6, …).
+    pub op: String,
+    /// The group it is totalled under (dwconv, pwconv, conv, bn, act, se/scale, add, …).
+    pub kind: String,
+    /// MACs per image.
+    pub macs: u64,
+    /// Median wall time of the node over the profiled runs, for the whole batch.
+    pub ms: f64,
+    pub time_share: f64,
+    pub mac_share: f64,
+    /// Achieved GMAC/s of the node (0 for nodes without MACs).
+    pub gmacs_per_s: f64,
+}
+
+/// All nodes of one op kind.
+#[derive(Debug, Clone, Serialize)]
+pub struct KindTotal {
+    pub kind: String,
+    pub nodes: usize,
+    /// MACs per image.
+    pub macs: u64,
+    pub ms: f64,
+    pub time_share: f64,
+    pub mac_share: f64,
+    pub gmacs_per_s: f64,
 }
 
 fn peak_rss_mib() -> Option<f64> {
@@ -104,7 +159,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             a.device
         );
     }
-    if a.batch.iter().any(|&b| b == 0) {
+    if a.batch.contains(&0) {
         bail!("--batch sizes must be at least 1");
     }
     if a.runs == 0 {
@@ -126,7 +181,11 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 runs: a.runs,
                 min_seconds: a.min_seconds,
             };
-            results.push(measure(name, &a.m.options(), b, threads, t)?);
+            let mut r = measure(name, &a.m.options(), b, threads, t)?;
+            if a.per_layer {
+                r.profile = Some(profile(name, &a.m.options(), b, t)?);
+            }
+            results.push(r);
             pb.inc(1);
         }
     }
@@ -134,7 +193,16 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if a.format == Format::Json {
         return out(&serde_json::to_string_pretty(&results)?);
     }
-    out(&render(&bench_table(&results), a.format))
+    let mut text = render(&bench_table(&results), a.format);
+    for r in &results {
+        if let Some(p) = &r.profile {
+            for t in profile_tables(r, p, a.top) {
+                text.push('\n');
+                text.push_str(&render(&t, a.format));
+            }
+        }
+    }
+    out(&text)
 }
 
 /// How long to time one (model, batch).
@@ -198,7 +266,184 @@ pub fn measure(
         activations: c.activations,
         gmacs_per_s: (c.macs * b as u64) as f64 / (median_ms / 1e3) / 1e9,
         peak_rss_mib: peak_rss_mib(),
+        profile: None,
     })
+}
+
+/// The group a node is totalled under: conv kinds as `effcnn show` names them, every
+/// activation as `act`, squeeze-excitation nodes (any node under a `.se.` path, and the gate
+/// multiply) as `se/scale`.
+pub fn op_group(node: &effcnn_arch::Node) -> &'static str {
+    if node.path.contains(".se.") || node.path.starts_with("se.") || matches!(node.op, Op::Scale) {
+        return "se/scale";
+    }
+    match &node.op {
+        Op::Conv(c) => c.kind(),
+        Op::BatchNorm { .. } => "bn",
+        Op::Act { .. } => "act",
+        Op::Add => "add",
+        Op::MaxPool { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool => "pool",
+        Op::Linear { .. } => "linear",
+        Op::Concat | Op::Slice { .. } | Op::Shuffle { .. } => "concat/split/shuffle",
+        Op::Input | Op::Flatten | Op::Dropout { .. } | Op::DropPath { .. } | Op::Scale => "other",
+    }
+}
+
+/// Time every node of the eval-mode forward pass (median per node over the profiled runs).
+pub fn profile(
+    name: &str,
+    opts: &effcnn_arch::Options,
+    b: usize,
+    t: Timing,
+) -> Result<LayerProfile> {
+    let device = effcnn_nn::cpu();
+    let model = EffNet::from_zoo(name, opts, &device, InitConfig::default())?;
+    let g = model.graph().clone();
+    let s = g.input_shape();
+    let n = b * s.c * s.h * s.w;
+    let data: Vec<f32> = (0..n).map(|i| ((i % 255) as f32 / 127.5) - 1.0).collect();
+    let x = Tensor::<4>::from_data(TensorData::new(data, [b, s.c, s.h, s.w]), &device);
+    for _ in 0..t.warmup {
+        let _ = model.forward_profiled(x.clone());
+    }
+    let mut per_node: Vec<Vec<Duration>> = vec![Vec::new(); g.nodes.len()];
+    let start = Instant::now();
+    let mut runs = 0;
+    while runs < t.runs || (start.elapsed().as_secs_f64() < t.min_seconds && runs < 1000) {
+        let (_, times) = model.forward_profiled(x.clone());
+        for (id, d) in times {
+            per_node[id].push(d);
+        }
+        runs += 1;
+    }
+    let ms: Vec<f64> = per_node.iter_mut().map(|v| percentiles(v).0).collect();
+    let total_ms: f64 = ms.iter().sum();
+    let macs: Vec<u64> = g
+        .nodes
+        .iter()
+        .map(|n| cost::node_macs(&n.op, n.shape))
+        .collect();
+    let total_macs: u64 = macs.iter().sum();
+    let share = |x: f64, total: f64| if total > 0.0 { x / total } else { 0.0 };
+    let gmacs = |m: u64, ms: f64| {
+        if ms > 0.0 {
+            (m * b as u64) as f64 / (ms / 1e3) / 1e9
+        } else {
+            0.0
+        }
+    };
+    let layers: Vec<LayerTime> = g
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| LayerTime {
+            path: node.path.clone(),
+            op: node.op.kind().to_string(),
+            kind: op_group(node).to_string(),
+            macs: macs[i],
+            ms: ms[i],
+            time_share: share(ms[i], total_ms),
+            mac_share: share(macs[i] as f64, total_macs as f64),
+            gmacs_per_s: gmacs(macs[i], ms[i]),
+        })
+        .collect();
+    let mut kinds: Vec<KindTotal> = Vec::new();
+    for l in &layers {
+        match kinds.iter_mut().find(|k| k.kind == l.kind) {
+            Some(k) => {
+                k.nodes += 1;
+                k.macs += l.macs;
+                k.ms += l.ms;
+            }
+            None => kinds.push(KindTotal {
+                kind: l.kind.clone(),
+                nodes: 1,
+                macs: l.macs,
+                ms: l.ms,
+                time_share: 0.0,
+                mac_share: 0.0,
+                gmacs_per_s: 0.0,
+            }),
+        }
+    }
+    for k in &mut kinds {
+        k.time_share = share(k.ms, total_ms);
+        k.mac_share = share(k.macs as f64, total_macs as f64);
+        k.gmacs_per_s = gmacs(k.macs, k.ms);
+    }
+    kinds.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    Ok(LayerProfile {
+        runs,
+        total_ms,
+        layers,
+        kinds,
+    })
+}
+
+/// The per-node table (every node in graph order, or the `top` slowest) and the per-kind totals.
+pub fn profile_tables(r: &BenchResult, p: &LayerProfile, top: usize) -> [Table; 2] {
+    let head = format!("{} batch {} threads {}", r.model, r.batch, r.threads);
+    let mut rows: Vec<&LayerTime> = p.layers.iter().collect();
+    if top > 0 {
+        rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        rows.truncate(top);
+    }
+    let title = if top > 0 {
+        format!("Per-layer profile: {head} (top {top} by time)")
+    } else {
+        format!("Per-layer profile: {head}")
+    };
+    let cols = |first: &str, second: Column| {
+        vec![
+            Column::left(first),
+            second,
+            Column::right("MACs"),
+            Column::right("ms"),
+            Column::right("% time"),
+            Column::right("% MACs"),
+            Column::right("GMAC/s"),
+        ]
+    };
+    let gm = |g: f64| {
+        if g > 0.0 {
+            Cell::float(g, 2)
+        } else {
+            Cell::Empty
+        }
+    };
+    let mut t = Table::new(title, cols("path", Column::left("op")));
+    for l in rows {
+        let _ = t.push_row(vec![
+            Cell::text(&l.path),
+            Cell::text(&l.op),
+            Cell::mega(l.macs as f64),
+            Cell::float(l.ms, 3),
+            Cell::percent(l.time_share, 1),
+            Cell::percent(l.mac_share, 1),
+            gm(l.gmacs_per_s),
+        ]);
+    }
+    t.push_note(format!(
+        "median per node over {} profiled runs; sum {:.2} ms vs {:.2} ms unprofiled median \
+         (each node's output is read back, adding sync overhead); MACs per image",
+        p.runs, p.total_ms, r.median_ms
+    ));
+    let mut k = Table::new(
+        format!("Per-op-kind totals: {head}"),
+        cols("kind", Column::right("nodes")),
+    );
+    for x in &p.kinds {
+        let _ = k.push_row(vec![
+            Cell::text(&x.kind),
+            Cell::int(x.nodes as i64),
+            Cell::mega(x.macs as f64),
+            Cell::float(x.ms, 3),
+            Cell::percent(x.time_share, 1),
+            Cell::percent(x.mac_share, 1),
+            gm(x.gmacs_per_s),
+        ]);
+    }
+    [t, k]
 }
 
 pub fn bench_table(r: &[BenchResult]) -> Table {
@@ -249,5 +494,31 @@ mod tests {
         let (m, p) = percentiles(&mut v);
         assert!((m - 5.5).abs() < 1e-9);
         assert!((p - 9.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn per_layer_profile_covers_every_node() {
+        let opts = effcnn_arch::Options {
+            profile: effcnn_arch::Profile::Cifar,
+            ..effcnn_arch::Options::default()
+        };
+        let t = Timing {
+            warmup: 0,
+            runs: 2,
+            min_seconds: 0.0,
+        };
+        let p = profile("dwsep_cnn", &opts, 2, t).unwrap();
+        let g = effcnn_arch::resolve("dwsep_cnn", &opts).unwrap();
+        assert_eq!(p.runs, 2);
+        assert_eq!(p.layers.len(), g.nodes.len());
+        assert!(p.layers.iter().all(|l| l.ms >= 0.0 && l.time_share >= 0.0));
+        let time: f64 = p.kinds.iter().map(|k| k.time_share).sum();
+        let macs: f64 = p.kinds.iter().map(|k| k.mac_share).sum();
+        assert!((time - 1.0).abs() < 1e-9 && (macs - 1.0).abs() < 1e-9);
+        assert_eq!(
+            p.kinds.iter().map(|k| k.nodes).sum::<usize>(),
+            g.nodes.len()
+        );
+        assert!(p.kinds.iter().any(|k| k.kind == "dwconv"));
     }
 }

@@ -400,6 +400,60 @@ impl EffNet {
         (logits, caps)
     }
 
+    /// Run the network like [`EffNet::forward`] and time every node: returns the logits and one
+    /// `(node id, wall time)` pair per graph node, in graph order (the input node included, at
+    /// close to zero).
+    ///
+    /// Each node's time covers fetching its inputs, computing its output and then forcing that
+    /// output to completion by reading back one scalar of it (a 1×1×1×1 corner). That read is
+    /// done only here, never in [`EffNet::forward`]: it adds a small synchronisation cost to
+    /// every node, so the per-node times add up to somewhat more than an unprofiled forward pass,
+    /// and the overhead weighs most on cheap nodes (activations, adds, reshapes). The mode
+    /// (train/eval) follows the same rule as [`EffNet::forward`]; profile on a plain device for
+    /// eval-mode latency.
+    pub fn forward_profiled(
+        &self,
+        x: Tensor<4>,
+    ) -> (Tensor<2>, Vec<(NodeId, std::time::Duration)>) {
+        use std::time::Instant;
+        let training = self.is_training(&x);
+        let nodes = &self.graph.nodes;
+        let mut values: Vec<Option<Tensor<4>>> = vec![None; nodes.len()];
+        let mut times = Vec::with_capacity(nodes.len());
+        let mut input = Some(x);
+        for (i, node) in nodes.iter().enumerate() {
+            let t0 = Instant::now();
+            let mut args: Vec<Tensor<4>> = Vec::with_capacity(node.inputs.len());
+            for &j in &node.inputs {
+                let t = if self.last_use[j] == i {
+                    values[j].take()
+                } else {
+                    values[j].clone()
+                };
+                args.push(t.expect("graph inputs come before their consumers"));
+            }
+            let y = match &node.op {
+                Op::Input => input.take().expect("one input node"),
+                _ => self.apply(i, &node.op, args, training),
+            };
+            // Force completion: read one element (a view of the corner, no full copy).
+            let _: f32 = y
+                .clone()
+                .narrow(0, 0, 1)
+                .narrow(1, 0, 1)
+                .narrow(2, 0, 1)
+                .narrow(3, 0, 1)
+                .into_scalar();
+            times.push((i, t0.elapsed()));
+            values[i] = Some(y);
+        }
+        let out = values[self.graph.output]
+            .take()
+            .expect("output node was computed");
+        let [n, c, h, w] = out.dims();
+        (out.reshape([n, c * h * w]), times)
+    }
+
     fn apply(&self, id: NodeId, op: &Op, mut args: Vec<Tensor<4>>, training: bool) -> Tensor<4> {
         match op {
             Op::Input => unreachable!("handled by the caller"),
@@ -566,5 +620,36 @@ pub fn act_forward<const D: usize>(act: Act, x: Tensor<D>) -> Tensor<D> {
             .clone()
             .mul(x.add_scalar(3.0).clamp(0.0, 6.0).div_scalar(6.0)),
         Act::HardSigmoid => x.add_scalar(3.0).clamp(0.0, 6.0).div_scalar(6.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use effcnn_arch::Options;
+
+    #[test]
+    fn forward_profiled_times_every_node_and_matches_forward() {
+        let opts = Options {
+            profile: effcnn_arch::graph::Profile::Cifar,
+            ..Options::default()
+        };
+        let device = crate::cpu();
+        let model = EffNet::from_zoo("dwsep_cnn", &opts, &device, InitConfig::default()).unwrap();
+        let model = model.valid();
+        let s = model.graph().input_shape();
+        let n = 2 * s.c * s.h * s.w;
+        let data: Vec<f32> = (0..n).map(|i| (i % 17) as f32 / 8.0 - 1.0).collect();
+        let x = tensor_from(data, [2, s.c, s.h, s.w], &device);
+        let (logits, times) = model.forward_profiled(x.clone());
+        assert_eq!(times.len(), model.graph().nodes.len());
+        for (k, (id, d)) in times.iter().enumerate() {
+            assert_eq!(*id, k, "one entry per node, in graph order");
+            assert!(d.as_secs_f64() >= 0.0);
+        }
+        assert!(times.iter().map(|(_, d)| d.as_secs_f64()).sum::<f64>() > 0.0);
+        let a: Vec<f32> = logits.into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = model.forward(x).into_data().try_to_vec().unwrap();
+        assert_eq!(a, b, "profiling does not change the result");
     }
 }

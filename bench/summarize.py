@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Markdown summary of one bench/run.sh folder: effcnn against PyTorch and ONNX Runtime
+(latency ratios, share of the machine's SGEMM peak) and training throughput.
+
+    python3 bench/summarize.py bench/out/<run>
+
+Ratios are effcnn's time over the peer's (inference; < 1 means effcnn is faster) and effcnn's
+img/s over the peer's (training; > 1 means effcnn is faster), each from the same run.
+"""
+
+import glob
+import json
+import os
+import sys
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def main():
+    d = sys.argv[1] if len(sys.argv) > 1 else "."
+    eff = []
+    for p in sorted(glob.glob(os.path.join(d, "effcnn_t*.json"))):
+        eff += load(p)
+    peers = load(os.path.join(d, "peers.json")) if os.path.exists(os.path.join(d, "peers.json")) else []
+    sg = load(os.path.join(d, "sgemm.json")) if os.path.exists(os.path.join(d, "sgemm.json")) else None
+    peak = sg["peak_gmacs"] if sg else None
+    peer = {(r["framework"], r["model"], r["batch"], r["threads"]): r for r in peers}
+
+    out = []
+    if os.path.exists(os.path.join(d, "env.txt")):
+        out += ["```", open(os.path.join(d, "env.txt")).read().rstrip(), "```", ""]
+    if sg:
+        out.append(f"SGEMM 2048² float32, 1 thread: numpy {sg['numpy_gflops']} GFLOP/s, torch "
+                   f"{sg['torch_gflops']} GFLOP/s → peak {peak} GMAC/s per core "
+                   f"(× threads for the 2-thread rows).")
+        out.append("")
+    out.append("| model | batch | thr | effcnn ms | PyTorch ms | PyTorch CL ms | ORT ms | "
+               "effcnn/PyTorch | effcnn/PyTorch CL | effcnn/ORT | effcnn GMAC/s | effcnn % peak | ORT % peak |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    met = total = 0
+    for r in sorted(eff, key=lambda r: (r["model"], r["batch"], r["threads"])):
+        key = (r["model"], r["batch"], r["threads"])
+        pt, cl, ort = (peer.get((f,) + key) for f in ("pytorch", "pytorch_cl", "ort"))
+        ms = r["median_ms"]
+
+        def f(x):
+            return f"{x['median_ms']:.2f}" if x else "–"
+
+        def ratio(x):
+            return f"{ms / x['median_ms']:.2f}" if x else "–"
+
+        share = lambda g: f"{100 * g / (peak * r['threads']):.1f}%" if peak else "–"
+        ort_g = (r["macs"] * r["batch"] / (ort["median_ms"] / 1e3) / 1e9) if ort else None
+        out.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {ms:.2f} | {f(pt)} | {f(cl)} | "
+                   f"{f(ort)} | {ratio(pt)} | {ratio(cl)} | {ratio(ort)} | {r['gmacs_per_s']:.2f} | "
+                   f"{share(r['gmacs_per_s'])} | {share(ort_g) if ort_g else '–'} |")
+        if pt and ort:
+            total += 1
+            met += ms <= pt["median_ms"] and ms <= ort["median_ms"]
+    out.append("")
+    out.append(f"Inference target (effcnn ≤ PyTorch eager and ≤ ORT): met in {met} of {total} "
+               "(model, batch, threads) cases.")
+    out.append("")
+
+    rows = []
+    for s in sorted(glob.glob(os.path.join(d, "train_*", "summary.json"))):
+        run = os.path.dirname(s)
+        m = os.path.basename(run)[len("train_"):]
+        es = load(s)
+        pp = os.path.join(d, f"train_peer_{m}.json")
+        pr = json.loads(open(pp).read().strip().splitlines()[-1]) if os.path.exists(pp) else None
+        # Images trained per CPU-second of the whole effcnn process (setup and the test pass
+        # included, so a lower bound), from /usr/bin/time and the data spec synthetic:N:M.
+        eff_cpu = None
+        tp = os.path.join(d, f"train_{m}_time.json")
+        cp = os.path.join(run, "config.json")
+        if os.path.exists(tp) and os.path.exists(cp):
+            cpu = load(tp)
+            spec = str(load(cp).get("data", ""))
+            parts = spec.split(":")
+            if parts[0] == "synthetic" and len(parts) > 1 and parts[1].isdigit():
+                eff_cpu = int(parts[1]) / max(cpu["cpu_s"] + cpu["sys_s"], 1e-9)
+        rows.append((m, es, eff_cpu, pr))
+    if rows:
+        out.append("| model (CIFAR, batch 128) | thr | effcnn img/s | PyTorch img/s | effcnn/PyTorch | "
+                   "effcnn img/CPU-s | PyTorch img/CPU-s | target ≥ 3× |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---|")
+        for m, es, eff_cpu, pr in rows:
+            ratio = es["img_per_s"] / pr["train_img_per_s"] if pr else None
+            out.append(f"| {m} | {pr['threads'] if pr else '–'} | {es['img_per_s']:.1f} | "
+                       f"{pr['train_img_per_s'] if pr else '–'} | "
+                       f"{f'{ratio:.2f}' if ratio else '–'} | "
+                       f"{f'{eff_cpu:.1f}' if eff_cpu else '–'} | "
+                       f"{pr['train_img_per_cpu_s'] if pr else '–'} | "
+                       f"{'met' if ratio and ratio >= 3 else 'not met'} |")
+        out.append("")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
