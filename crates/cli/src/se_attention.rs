@@ -708,7 +708,7 @@ fn build_report(
     }
     let norm = s.norm;
     sec.text(format!(
-        "- model: `{}`, {} SE blocks\n- weights: {}\n- data: {} (test split), {} images: up to \
+        "- model: `{}`, {} SE blocks\n- weights: {}\n- data: {} {} images: up to \
          {} per class over {} classes\n- normalization: mean [{:.4}, {:.4}, {:.4}], std [{:.4}, \
          {:.4}, {:.4}] (from {})\n- top-1 on these images: {:.1}%{}",
         s.graph_name,
@@ -851,11 +851,13 @@ fn build_report(
             f3(b.stats.class_specificity),
             f3(b.stats.chance_specificity),
         ));
-        if b.stats.std < 1e-6 {
+        if b.stats.std < 1e-3 {
             sec.text(format!(
-                "Every gate of this block equals {} for every image: the excitation does not \
-                 depend on the input (e.g. the bottleneck's {} outputs zero for all images), so \
-                 the block scales all channels by the same constant.",
+                "The gates of this block hardly vary (std {:.1e} around {}): the excitation \
+                 barely depends on the input (e.g. the bottleneck's {} outputs are zero or tiny \
+                 for all images), so the block scales every channel by about the same constant \
+                 and its class specificity describes negligible differences.",
+                b.stats.std,
                 f3(b.stats.mean),
                 b.info.act_inner
             ));
@@ -958,7 +960,7 @@ pub fn se_attention(a: SeAttentionArgs) -> Result<()> {
         })
         .collect();
     let title = format!(
-        "SE gates of {} on {} test images of {}{}",
+        "SE gates of {} on {} images of {}{}",
         s.graph_name,
         cap.labels.len(),
         s.data_source,
