@@ -1001,6 +1001,15 @@ fn width_that_empties_a_layer_names_it() {
         &["layer blocks.0.0", "output channels must exceed"],
     );
     fails(&["bench", "mobilenet_v2", "--width", "0"], &["--width"]);
+    // Found by fuzzing: these overflowed the cost arithmetic (a panic in debug builds).
+    fails(
+        &["show", "mobilenet_v2", "--width", "1e6"],
+        &["--width 1000000 is larger than the supported 8"],
+    );
+    fails(
+        &["show", "mobilenet_v2", "--resolution", "100000000"],
+        &["--resolution 100000000 is larger than the supported 4096"],
+    );
 }
 
 #[test]

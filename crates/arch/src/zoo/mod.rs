@@ -138,13 +138,28 @@ pub fn entry(name: &str) -> Result<Entry, ArchError> {
     })
 }
 
+/// Largest `--width` / `--depth` multiplier accepted (the papers go up to 2–3.1).
+pub const MAX_MULTIPLIER: f64 = 8.0;
+/// Largest `--resolution` accepted.
+pub const MAX_RESOLUTION: usize = 4096;
+/// Largest `--classes` accepted.
+pub const MAX_CLASSES: usize = 100_000;
+
 /// Resolve a zoo entry into a concrete graph.
+///
+/// Options are bounded (see [`MAX_MULTIPLIER`], [`MAX_RESOLUTION`], [`MAX_CLASSES`]) so that
+/// every channel count, parameter count and MAC total of every zoo model fits in 64 bits.
 pub fn resolve(name: &str, opts: &Options) -> Result<Graph, ArchError> {
     let e = entry(name)?;
     if let Some(w) = opts.width {
         if !(w.is_finite() && w > 0.0) {
             return Err(ArchError::BadOption(format!(
                 "--width must be a positive number, got {w}"
+            )));
+        }
+        if w > MAX_MULTIPLIER {
+            return Err(ArchError::BadOption(format!(
+                "--width {w} is larger than the supported {MAX_MULTIPLIER}"
             )));
         }
         if !e.has_width && (w - 1.0).abs() > 1e-12 {
@@ -159,14 +174,29 @@ pub fn resolve(name: &str, opts: &Options) -> Result<Graph, ArchError> {
                 "--depth must be a positive number, got {d}"
             )));
         }
+        if d > MAX_MULTIPLIER {
+            return Err(ArchError::BadOption(format!(
+                "--depth {d} is larger than the supported {MAX_MULTIPLIER}"
+            )));
+        }
     }
     if opts.resolution == Some(0) {
         return Err(ArchError::BadOption(
             "--resolution must be at least 1".into(),
         ));
     }
+    if let Some(r) = opts.resolution.filter(|&r| r > MAX_RESOLUTION) {
+        return Err(ArchError::BadOption(format!(
+            "--resolution {r} is larger than the supported {MAX_RESOLUTION}"
+        )));
+    }
     if opts.classes == Some(0) {
         return Err(ArchError::BadOption("--classes must be at least 1".into()));
+    }
+    if let Some(c) = opts.classes.filter(|&c| c > MAX_CLASSES) {
+        return Err(ArchError::BadOption(format!(
+            "--classes {c} is larger than the supported {MAX_CLASSES}"
+        )));
     }
     if let Some(p) = opts.dropout {
         if !(0.0..1.0).contains(&p) {
