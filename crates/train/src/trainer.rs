@@ -116,7 +116,17 @@ pub struct RunOptions {
 pub fn train(config: TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunSummary> {
     config.validate()?;
     effcnn_arch::entry(&config.model)?;
+    let created = !out.exists();
     prepare_dir(out)?;
+    let result = train_in(config, out, opts);
+    // A run that failed before writing anything leaves no empty folder behind.
+    if result.is_err() && created {
+        let _ = std::fs::remove_dir(out);
+    }
+    result
+}
+
+fn train_in(config: TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunSummary> {
     if !opts.overwrite && out.join(CONFIG_FILE).exists() {
         return Err(TrainError::OutDir {
             path: out.to_path_buf(),
