@@ -193,7 +193,8 @@ pub fn comparison_table(rows: &[Row]) -> Table {
     t
 }
 
-fn scatter(title: &str, x_label: &str, y_label: &str, pts: Vec<Point>) -> ScatterPlot {
+/// A log-x scatter plot with the Pareto frontier drawn.
+pub(crate) fn scatter(title: &str, x_label: &str, y_label: &str, pts: Vec<Point>) -> ScatterPlot {
     let mut p = ScatterPlot::new(title, x_label, y_label);
     p.log_x = true;
     p.frontier = true;

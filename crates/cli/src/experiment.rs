@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use effcnn_arch::{cost, resolve, Options};
-use effcnn_report::{write_report, Cell, Column, Figure, Point, Report, ScatterPlot, Table};
+use effcnn_report::{write_report, Cell, Column, Figure, Point, Report, Table};
 use effcnn_train::{train, ProfileName, ProgressMode, RunOptions, RunSummary, TrainConfig};
 
 use crate::bench::{measure, set_threads, Timing};
 use crate::common::out;
+use crate::compare::scatter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Which {
@@ -249,29 +250,22 @@ fn report(a: &ExperimentArgs, p: &Plan, rs: &[ModelResult], threads: usize) -> R
             })
             .collect()
     };
-    let mut acc_macs = ScatterPlot::new(
+    let frontier = rs.len() > 2;
+    let mut acc_macs = scatter(
         "Test accuracy vs MACs",
         "MACs (millions, log)",
         "test accuracy (%)",
+        pts(&|r| r.macs as f64 / 1e6),
     );
-    acc_macs.log_x = true;
-    acc_macs.frontier = rs.len() > 2;
-    acc_macs.points = pts(&|r| r.macs as f64 / 1e6);
-    let mut acc_params = ScatterPlot::new(
+    acc_macs.frontier = frontier;
+    let mut acc_params = scatter(
         "Test accuracy vs parameters",
         "parameters (millions, log)",
         "test accuracy (%)",
+        pts(&|r| r.params as f64 / 1e6),
     );
-    acc_params.log_x = true;
-    acc_params.frontier = rs.len() > 2;
-    acc_params.points = pts(&|r| r.params as f64 / 1e6);
-    let mut lat = ScatterPlot::new(
-        "Latency vs MACs",
-        "MACs (millions, log)",
-        "latency, batch 1 (ms)",
-    );
-    lat.log_x = true;
-    lat.points = rs
+    acc_params.frontier = frontier;
+    let lat_pts = rs
         .iter()
         .map(|r| {
             Point::new(
@@ -282,6 +276,13 @@ fn report(a: &ExperimentArgs, p: &Plan, rs: &[ModelResult], threads: usize) -> R
             )
         })
         .collect();
+    let mut lat = scatter(
+        "Latency vs MACs",
+        "MACs (millions, log)",
+        "latency, batch 1 (ms)",
+        lat_pts,
+    );
+    lat.frontier = false;
     s.figure(Figure::new(
         "accuracy_vs_macs",
         "Test accuracy vs MACs",
