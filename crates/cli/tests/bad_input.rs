@@ -5,61 +5,16 @@
 //! with code 2, does not panic, names the problem and the file or flag in its message, and
 //! leaves no partial output (no half-written file, no `.tmp` file, nothing on stdout).
 
-use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+
+mod common;
+use common::{fails, ok};
 
 // ---------------------------------------------------------------------------------------------
 // Running the binary
-
-fn effcnn<S: AsRef<OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_effcnn"))
-        .args(args)
-        .output()
-        .expect("run effcnn")
-}
-
-fn show<S: AsRef<OsStr>>(args: &[S]) -> String {
-    args.iter()
-        .map(|a| a.as_ref().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn ok<S: AsRef<OsStr>>(args: &[S]) -> String {
-    let o = effcnn(args);
-    assert!(
-        o.status.success(),
-        "effcnn {} failed: {}",
-        show(args),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("utf-8 stdout")
-}
-
-/// Exit code 2, no panic, nothing on stdout, and stderr mentions every `needle`.
-fn fails<S: AsRef<OsStr>>(args: &[S], needles: &[&str]) -> String {
-    let o = effcnn(args);
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    let cmd = show(args);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "effcnn {cmd}: expected exit 2, stderr: {err}"
-    );
-    assert!(!err.contains("panicked"), "effcnn {cmd} panicked: {err}");
-    assert!(
-        o.stdout.is_empty(),
-        "effcnn {cmd}: partial output on stdout: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    for n in needles {
-        assert!(err.contains(n), "effcnn {cmd}: stderr lacks {n:?}: {err}");
-    }
-    err
-}
 
 /// A fresh, empty temporary folder for one case.
 fn fresh(name: &str) -> PathBuf {

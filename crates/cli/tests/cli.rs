@@ -2,51 +2,11 @@
 //! bad-input behaviour (clear message, exit code 2, no panic, nothing written).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use effcnn_arch::{cost, resolve, Options};
 
-fn effcnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_effcnn"))
-        .args(args)
-        .output()
-        .expect("run effcnn")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = effcnn(args);
-    assert!(
-        o.status.success(),
-        "effcnn {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("utf-8 stdout")
-}
-
-/// Exit code 2, no panic, and stderr mentions every `needle`.
-fn fails(args: &[&str], needles: &[&str]) -> String {
-    let o = effcnn(args);
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "effcnn {args:?}: expected exit 2, stderr: {err}"
-    );
-    assert!(!err.contains("panicked"), "effcnn {args:?} panicked: {err}");
-    for n in needles {
-        assert!(
-            err.contains(n),
-            "effcnn {args:?}: stderr lacks {n:?}: {err}"
-        );
-    }
-    err
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("effcnn-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    p
-}
+mod common;
+use common::{fails, ok, tmp};
 
 #[test]
 fn show_json_has_totals_and_layers_equal_to_the_analyzer_and_reference() {

@@ -3,8 +3,7 @@
 //! written and readable, and a model without SE blocks is a clear error.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use burn::module::Param;
 use burn::tensor::{Tensor, TensorData};
@@ -13,41 +12,10 @@ use effcnn_data::{LoadOptions, Normalization};
 use effcnn_nn::{EffNet, InitConfig};
 use serde_json::Value;
 
+mod common;
+use common::{fails, ok, tmp};
+
 const DATA: &str = "synthetic:40:40";
-
-fn effcnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_effcnn"))
-        .args(args)
-        .output()
-        .expect("run effcnn")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = effcnn(args);
-    assert!(
-        o.status.success(),
-        "effcnn {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("utf-8 stdout")
-}
-
-fn fails(args: &[&str], needle: &str) {
-    let o = effcnn(args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "effcnn {args:?}: stderr {err}");
-    assert!(!err.contains("panicked"), "effcnn {args:?} panicked: {err}");
-    assert!(
-        err.contains(needle),
-        "effcnn {args:?}: stderr lacks {needle:?}: {err}"
-    );
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("effcnn-se-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    p
-}
 
 fn gates_json(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("gates.json")).expect("gates.json");
@@ -469,7 +437,7 @@ fn a_run_folder_supplies_model_data_and_normalization() {
             "--out",
             out.to_str().unwrap(),
         ],
-        "trains se_resnet20",
+        &["trains se_resnet20"],
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -490,13 +458,13 @@ fn models_without_se_and_bad_arguments_are_clear_errors() {
                 "--out",
                 o,
             ],
-            "no squeeze-and-excitation",
+            &["no squeeze-and-excitation"],
         );
     }
     assert!(!out.exists(), "nothing is written on error");
     fails(
         &["se-attention", "--random-init", "--data", DATA, "--out", o],
-        "--random-init needs --model",
+        &["--random-init needs --model"],
     );
     fails(
         &[
@@ -507,9 +475,9 @@ fn models_without_se_and_bad_arguments_are_clear_errors() {
             "--out",
             o,
         ],
-        "--data is required",
+        &["--data is required"],
     );
-    fails(&["se-attention", "--data", DATA, "--out", o], "required");
+    fails(&["se-attention", "--data", DATA, "--out", o], &["required"]);
     fails(
         &[
             "se-attention",
@@ -519,7 +487,7 @@ fn models_without_se_and_bad_arguments_are_clear_errors() {
             "--out",
             o,
         ],
-        "no such run folder",
+        &["no such run folder"],
     );
     assert!(!out.exists());
 }

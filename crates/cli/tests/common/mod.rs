@@ -1,0 +1,61 @@
+//! Helpers shared by the integration tests that drive the real `effcnn` binary.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub fn effcnn<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_effcnn"))
+        .args(args)
+        .output()
+        .expect("run effcnn")
+}
+
+pub fn show<S: AsRef<OsStr>>(args: &[S]) -> String {
+    args.iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn ok<S: AsRef<OsStr>>(args: &[S]) -> String {
+    let o = effcnn(args);
+    assert!(
+        o.status.success(),
+        "effcnn {} failed: {}",
+        show(args),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).expect("utf-8 stdout")
+}
+
+/// Exit code 2, no panic, nothing on stdout, and stderr mentions every `needle`.
+pub fn fails<S: AsRef<OsStr>>(args: &[S], needles: &[&str]) -> String {
+    let o = effcnn(args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    let cmd = show(args);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "effcnn {cmd}: expected exit 2, stderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "effcnn {cmd} panicked: {err}");
+    assert!(
+        o.stdout.is_empty(),
+        "effcnn {cmd}: partial output on stdout: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    for n in needles {
+        assert!(err.contains(n), "effcnn {cmd}: stderr lacks {n:?}: {err}");
+    }
+    err
+}
+
+/// A temporary path unique to this test process (removed first, not created).
+pub fn tmp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("effcnn-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    let _ = std::fs::remove_file(&p);
+    p
+}
