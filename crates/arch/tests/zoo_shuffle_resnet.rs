@@ -572,23 +572,23 @@ fn study_nets() {
     let plain = resolve("plain_cnn", &o).unwrap();
     let dwsep = resolve("dwsep_cnn", &o).unwrap();
     let (pc, dc) = (analyze(&plain), analyze(&dwsep));
-    assert_eq!((pc.params, pc.macs), (1_175_786, 52_791_808));
-    assert!((1_000_000..=2_000_000).contains(&pc.params));
-    assert!((40_000_000..=80_000_000).contains(&pc.macs));
+    // By hand: 3×3 conv weights 293,040 + BN 2·480 + classifier 1,290; MACs = weights × output
+    // positions (2,736·32² + 13,824·16² + 55,296·8² + 221,184·4²) + 1,280.
+    assert_eq!((pc.params, pc.macs), (295_290, 13_419_776));
     // Same depth, widths and maps: one 3×3 spatial conv per layer in both.
     let (lp, ld) = (layers(&plain), layers(&dwsep));
     assert_eq!(lp.len(), 8);
     assert!(lp.iter().all(|l| l.1 == 1));
     assert_eq!(lp, ld);
     let widths: Vec<usize> = lp.iter().map(|l| l.2.c).collect();
-    assert_eq!(widths, [32, 32, 64, 64, 128, 128, 256, 256]);
+    assert_eq!(widths, [16, 16, 32, 32, 64, 64, 128, 128]);
     // The first conv stays standard.
     assert_eq!(conv(&dwsep, "blocks.0.0.conv").groups, 1);
     assert!(dwsep.node("blocks.0.1.conv_dw").is_some());
     // Far cheaper.
     assert!(dc.params * 5 < pc.params && dc.macs * 5 < pc.macs);
-    assert_eq!((dc.params, dc.macs), (143_146, 7_336_448));
-    // The 1/N + 1/K² rule on a replaced layer (M = 32 → N = 64, 3×3, 16×16), MACs and weights.
+    assert_eq!((dc.params, dc.macs), (39_066, 2_226_432));
+    // The 1/N + 1/K² rule on a replaced layer (M = 16 → N = 32, 3×3, 16×16), MACs and weights.
     let layer = |c: &effcnn_arch::cost::ModelCost, path: &str| {
         let l = c.layers.iter().find(|l| l.path == path).unwrap();
         (l.macs, l.params)
@@ -596,15 +596,16 @@ fn study_nets() {
     let (std_m, std_p) = layer(&pc, "blocks.1.0.conv");
     let (dw_m, dw_p) = layer(&dc, "blocks.1.0.conv_dw");
     let (pw_m, pw_p) = layer(&dc, "blocks.1.0.conv_pw");
-    let (n, k2) = (64u64, 9u64);
+    let (n, k2) = (32u64, 9u64);
     // (dw + pw) / std = 1/N + 1/K²  ⇔  (dw + pw)·N·K² = std·(K² + N).
     assert_eq!((dw_m + pw_m) * n * k2, std_m * (k2 + n));
     assert_eq!((dw_p + pw_p) * n * k2, std_p * (k2 + n));
-    assert_eq!(std_m, 9 * 32 * 64 * 16 * 16);
-    // Width multiplier and metadata.
-    let half = resolve("plain_cnn", &o.clone().width(0.5)).unwrap();
-    let w: Vec<usize> = layers(&half).iter().map(|l| l.2.c).collect();
-    assert_eq!(w, [16, 16, 32, 32, 64, 64, 128, 128]);
+    assert_eq!(std_m, 9 * 16 * 32 * 16 * 16);
+    // Width multiplier and metadata: width 2 is the 32…256 variant.
+    let double = resolve("plain_cnn", &o.clone().width(2.0)).unwrap();
+    let w: Vec<usize> = layers(&double).iter().map(|l| l.2.c).collect();
+    assert_eq!(w, [32, 32, 64, 64, 128, 128, 256, 256]);
+    assert_eq!(analyze(&double).params, 1_175_786);
     assert_eq!(plain.meta.profile, Profile::Cifar);
     assert_eq!(plain.nodes[plain.output].shape, Shape::new(10, 1, 1));
     assert!(entry("plain_cnn").unwrap().cifar_native && entry("dwsep_cnn").unwrap().has_width);

@@ -41,6 +41,12 @@ pub struct ExperimentArgs {
     pub models: Vec<String>,
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
+    /// Train every run on a stratified sample of this many training images.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Evaluate every run on a stratified sample of this many test images.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -139,6 +145,8 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
             c.epochs = p.epochs;
             c.seed = seed as u64;
             c.batch_size = a.batch_size;
+            c.train_limit = a.train_limit;
+            c.test_limit = a.test_limit;
             c.threads = Some(threads);
             let s: RunSummary = train(
                 c,
@@ -237,6 +245,14 @@ fn report(a: &ExperimentArgs, p: &Plan, rs: &[ModelResult], threads: usize) -> R
          (config.json, metrics.jsonl, checkpoints, summary.json) and can be re-evaluated with `effcnn eval`.",
         p.data, p.epochs, a.batch_size, p.seeds, threads
     ));
+    if a.train_limit.is_some() || a.test_limit.is_some() {
+        let lim = |n: Option<usize>| n.map_or("all".to_string(), |n| n.to_string());
+        s.text(format!(
+            "Stratified samples: {} training and {} test images per run (`--train-limit`, `--test-limit`).",
+            lim(a.train_limit),
+            lim(a.test_limit)
+        ));
+    }
     s.table(table(rs, p));
     let pts = |f: &dyn Fn(&ModelResult) -> f64| -> Vec<Point> {
         rs.iter()

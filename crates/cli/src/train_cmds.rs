@@ -134,6 +134,12 @@ pub struct TrainArgs {
     /// checkpoint is then chosen by validation accuracy.
     #[arg(long)]
     pub val_split: Option<f32>,
+    /// Train on a stratified sample of this many training images (quick experiments).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Evaluate on a stratified sample of this many test images.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
     /// Resize every image to this side length.
     #[arg(long)]
     pub image_size: Option<u32>,
@@ -227,6 +233,8 @@ impl TrainArgs {
         if let Some(v) = self.val_split {
             c.val_split = v;
         }
+        c.train_limit = self.train_limit;
+        c.test_limit = self.test_limit;
         c.image_size = self.image_size;
         c.classes = self.classes;
         c.threads = self.threads;

@@ -326,9 +326,9 @@ fn experiment_dwsep_trains_both_nets_and_writes_a_report() {
         table.contains("plain_cnn") && table.contains("dwsep_cnn"),
         "{table}"
     );
-    // Costs in the table are the analyzer's (plain_cnn 1,175,786 params; dwsep_cnn 143,146).
+    // Costs in the table are the analyzer's (plain_cnn 295,290 params; dwsep_cnn 39,066).
     assert!(
-        table.contains("1,175,786") && table.contains("143,146"),
+        table.contains("295,290") && table.contains("39,066"),
         "{table}"
     );
     for f in [

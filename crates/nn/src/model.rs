@@ -465,6 +465,20 @@ impl EffNet {
                 let x = args.swap_remove(0);
                 let [_, _, h, w] = x.dims();
                 let (t, l, b, r) = c.pad.resolve(h, w, c.k, c.stride, c.dilation);
+                if c.dilation == 1 && effcnn_kernels::accelerated(&x.device()) {
+                    // effcnn's kernels take per-side padding directly (TF "SAME" included).
+                    let options = ConvOptions {
+                        stride: [c.stride.0, c.stride.1],
+                        padding: [(t, b), (l, r)],
+                        dilation: [1, 1],
+                        groups: c.groups,
+                    };
+                    let y = effcnn_kernels::conv2d(x, conv.weight.val(), options);
+                    return match &conv.bias {
+                        Some(bias) => y + bias.val().reshape([1, c.cout, 1, 1]),
+                        None => y,
+                    };
+                }
                 let (x, pad) = if t == b && l == r {
                     (x, [t, l])
                 } else {
@@ -585,7 +599,17 @@ fn bn_forward(bn: &BatchNorm, x: Tensor<4>, training: bool) -> Tensor<4> {
     }
     let [n, _, h, w] = x.dims();
     let count = (n * h * w) as f64;
-    let out = burn::tensor::module::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let out = if effcnn_kernels::accelerated(&device) {
+        let (output, mean, variance) =
+            effcnn_kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+        burn::tensor::module::BatchNormTrainOutput {
+            output,
+            mean,
+            variance,
+        }
+    } else {
+        burn::tensor::module::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon)
+    };
     let unbias = if count > 1.0 {
         count / (count - 1.0)
     } else {

@@ -187,6 +187,12 @@ pub struct TrainConfig {
     pub augment: Augment,
     /// Fraction of the training split held out (stratified) for validation, in `[0, 1)`.
     pub val_split: f32,
+    /// Train on a stratified sample of this many training images (`None`: all of them).
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+    /// Test on a stratified sample of this many test images (`None`: all of them).
+    #[serde(default)]
+    pub test_limit: Option<usize>,
     /// CPU threads of the compute pool (`None`: all cores).
     pub threads: Option<usize>,
     /// Compute device: `cpu` (burn's flex backend).
@@ -248,6 +254,8 @@ impl TrainConfig {
             seed: 0,
             augment: Augment::default(),
             val_split: 0.0,
+            train_limit: None,
+            test_limit: None,
             threads: None,
             device: "cpu".to_string(),
             effcnn_version: EFFCNN_VERSION.to_string(),
@@ -297,6 +305,11 @@ impl TrainConfig {
             return bad(format!(
                 "label smoothing must be in [0, 1), got {}",
                 self.label_smoothing
+            ));
+        }
+        if self.train_limit == Some(0) || self.test_limit == Some(0) {
+            return Err(TrainError::Config(
+                "--train-limit and --test-limit must be at least 1".into(),
             ));
         }
         if !(0.0..1.0).contains(&self.val_split) {

@@ -313,13 +313,12 @@ impl Session {
                 seed: config.seed,
             },
         )?;
+        let train_all = limit(splits.train, config.train_limit)?;
         let (train_ds, val_ds) = if config.val_split > 0.0 {
-            let (t, v) = splits
-                .train
-                .split_validation(config.val_split, config.seed)?;
+            let (t, v) = train_all.split_validation(config.val_split, config.seed)?;
             (t, Some(v))
         } else {
-            (splits.train, None)
+            (train_all, None)
         };
         if train_ds.is_empty() {
             return Err(TrainError::Config(format!(
@@ -327,7 +326,7 @@ impl Session {
                 config.data
             )));
         }
-        let test = splits.test;
+        let test = limit(splits.test, config.test_limit)?;
         let normalization = Normalization::from_dataset(&train_ds);
         let resolved = ResolvedData {
             source: train_ds.source.clone(),
@@ -669,5 +668,18 @@ mod tests {
         assert_ne!(step_seed(1, 0, 1), step_seed(1, 1, 0));
         assert_ne!(step_seed(1, 0, 0), step_seed(2, 0, 0));
         assert_eq!(step_seed(5, 3, 7), step_seed(5, 3, 7));
+    }
+}
+
+/// A stratified sample of `n` images of `ds` (every class in proportion, a fixed seed so every
+/// run with the same limit sees the same images); `ds` itself when `n` covers it.
+fn limit(ds: Dataset, n: Option<usize>) -> Result<Dataset> {
+    match n {
+        Some(n) if n < ds.len() => {
+            let (_, mut sample) = ds.split_validation(n as f32 / ds.len() as f32, 0)?;
+            sample.source = format!("{} (stratified sample of {})", ds.source, sample.len());
+            Ok(sample)
+        }
+        _ => Ok(ds),
     }
 }
