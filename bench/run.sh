@@ -12,7 +12,7 @@
 #   bench/run.sh [OUT]            (default OUT: bench/out/<date>)
 #
 # Environment knobs (defaults in brackets): EFFCNN [target/debug/effcnn, built here],
-# MODELS [the four], BATCH [1,8], THREADS ["1 2"], TRAIN_MODELS ["dwsep_cnn mobilenet_v2"],
+# MODELS [the four], BATCH [1,8], THREADS ["1 2"], TRAIN_MODELS ["plain_cnn dwsep_cnn mobilenet_v2"],
 # TRAIN_THREADS [2], TRAIN_BATCH [128], TRAIN_N / TRAIN_TEST_N [2560 / 256 images; per model
 # TRAIN_N_<model>, e.g. TRAIN_N_mobilenet_v2=640], PROFILE_MODEL [mobilenet_v2],
 # SKIP_BUILD [unset].
@@ -24,7 +24,7 @@ EFFCNN=${EFFCNN:-target/debug/effcnn}
 MODELS=${MODELS:-"mobilenet_v2 shufflenet_v2_x1_0 efficientnet_b0 mobilenet_v3_large"}
 BATCH=${BATCH:-1,8}
 THREADS=${THREADS:-"1 2"}
-TRAIN_MODELS=${TRAIN_MODELS:-"dwsep_cnn mobilenet_v2"}
+TRAIN_MODELS=${TRAIN_MODELS:-"plain_cnn dwsep_cnn mobilenet_v2"}
 TRAIN_THREADS=${TRAIN_THREADS:-2}
 TRAIN_BATCH=${TRAIN_BATCH:-128}
 TRAIN_N=${TRAIN_N:-2560}

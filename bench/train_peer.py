@@ -35,7 +35,7 @@ try:
 except ImportError:  # pragma: no cover - reported to the user
     sys.exit("train_peer.py needs PyTorch: pip install torch")
 
-WIDTHS = [32, 64, 128, 256]
+WIDTHS = [16, 32, 64, 128]
 
 
 def layers_from_effcnn(binary, model, width):

@@ -122,7 +122,11 @@ fn valid_cols(wo: usize, w: usize, s: usize, j: usize, pad: usize) -> (usize, us
     // ow·s + j ≥ pad  ⇔  ow ≥ ceil((pad − j) / s)
     let lo = if pad > j { (pad - j).div_ceil(s) } else { 0 };
     // ow·s + j − pad ≤ w − 1  ⇔  ow ≤ (w − 1 + pad − j) / s
-    let hi = if w + pad > j { (w - 1 + pad - j) / s + 1 } else { 0 };
+    let hi = if w + pad > j {
+        (w - 1 + pad - j) / s + 1
+    } else {
+        0
+    };
     (lo.min(wo), hi.min(wo).max(lo.min(wo)))
 }
 
@@ -270,17 +274,108 @@ fn check(g: &ConvGeom, x: usize, w: usize, y: usize, xl: usize, wl: usize, yl: u
     assert_eq!(y, yl, "output length does not match {g:?}");
 }
 
+/// An activation applied by [`Epilogue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// No activation.
+    Identity,
+    /// max(x, 0).
+    Relu,
+    /// min(max(x, 0), 6).
+    Relu6,
+    /// x · sigmoid(x).
+    Silu,
+    /// 1 / (1 + e^−x).
+    Sigmoid,
+    /// x · relu6(x + 3) / 6.
+    HardSwish,
+    /// relu6(x + 3) / 6.
+    HardSigmoid,
+}
+
+impl Activation {
+    #[inline]
+    fn apply(self, v: f32) -> f32 {
+        match self {
+            Activation::Identity => v,
+            Activation::Relu => v.max(0.0),
+            Activation::Relu6 => v.clamp(0.0, 6.0),
+            Activation::Silu => v / (1.0 + (-v).exp()),
+            Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+            Activation::HardSwish => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
+            Activation::HardSigmoid => (v + 3.0).clamp(0.0, 6.0) / 6.0,
+        }
+    }
+}
+
+/// Per-output-channel work fused into a forward convolution while its output is in cache:
+/// `y = act(conv · scale[c] + shift[c])` — an inference-time batch norm (and bias) folded into
+/// `scale`/`shift`, then the activation.
+#[derive(Debug, Clone, Copy)]
+pub struct Epilogue<'a> {
+    /// Multiplier per output channel.
+    pub scale: &'a [f32],
+    /// Offset per output channel.
+    pub shift: &'a [f32],
+    /// Activation applied last.
+    pub act: Activation,
+}
+
+impl Epilogue<'_> {
+    fn apply(&self, ch: usize, plane: &mut [f32]) {
+        let (a, b) = (self.scale[ch], self.shift[ch]);
+        match self.act {
+            Activation::Identity => plane.iter_mut().for_each(|v| *v = *v * a + b),
+            Activation::Relu => plane.iter_mut().for_each(|v| *v = (*v * a + b).max(0.0)),
+            Activation::Relu6 => plane
+                .iter_mut()
+                .for_each(|v| *v = (*v * a + b).clamp(0.0, 6.0)),
+            act => plane.iter_mut().for_each(|v| *v = act.apply(*v * a + b)),
+        }
+    }
+}
+
 /// Forward convolution: `y[n, co, ho, wo]` from `x[n, c, h, w]` and `weight[co, c/groups, kh, kw]`.
 pub fn conv2d_forward(x: &[f32], weight: &[f32], g: &ConvGeom) -> Vec<f32> {
+    conv2d_forward_fused(x, weight, g, None)
+}
+
+/// [`conv2d_forward`] followed by an [`Epilogue`] on each output plane.
+pub fn conv2d_forward_fused(
+    x: &[f32],
+    weight: &[f32],
+    g: &ConvGeom,
+    epilogue: Option<&Epilogue>,
+) -> Vec<f32> {
     let mut y = vec![0.0f32; g.y_len()];
-    check(g, x.len(), weight.len(), y.len(), g.x_len(), g.w_len(), g.y_len());
+    check(
+        g,
+        x.len(),
+        weight.len(),
+        y.len(),
+        g.x_len(),
+        g.w_len(),
+        g.y_len(),
+    );
+    if let Some(e) = epilogue {
+        assert!(
+            e.scale.len() == g.co && e.shift.len() == g.co,
+            "epilogue length"
+        );
+    }
     let (hw, howo) = (g.h * g.w, g.ho() * g.wo());
     if g.is_depthwise() {
         let kk = g.kh * g.kw;
-        y.par_chunks_mut(howo).enumerate().for_each(|(p, out)| {
-            let ch = p % g.c;
-            depthwise_plane_forward(&x[p * hw..][..hw], &weight[ch * kk..][..kk], g, out);
-        });
+        y.par_chunks_mut(howo)
+            .enumerate()
+            .for_each_init(Vec::new, |scratch, (p, out)| {
+                let ch = p % g.c;
+                let k = &weight[ch * kk..][..kk];
+                depthwise_plane_forward(&x[p * hw..][..hw], k, g, out, scratch);
+                if let Some(e) = epilogue {
+                    e.apply(ch, out);
+                }
+            });
         return y;
     }
     let (cg, cog, rows) = (g.cg(), g.cog(), g.col_rows());
@@ -299,6 +394,11 @@ pub fn conv2d_forward(x: &[f32], weight: &[f32], g: &ConvGeom) -> Vec<f32> {
                 };
                 matmul(cog, howo, rows, yg, false, Mat::rows(wg, rows), b);
             }
+            if let Some(e) = epilogue {
+                for (ch, plane) in out.chunks_exact_mut(howo).enumerate() {
+                    e.apply(ch, plane);
+                }
+            }
         },
     );
     y
@@ -314,7 +414,15 @@ pub fn conv2d_backward(
     want_dx: bool,
     want_dw: bool,
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
-    check(g, x.len(), weight.len(), dy.len(), g.x_len(), g.w_len(), g.y_len());
+    check(
+        g,
+        x.len(),
+        weight.len(),
+        dy.len(),
+        g.x_len(),
+        g.w_len(),
+        g.y_len(),
+    );
     if g.is_depthwise() {
         let dx = want_dx.then(|| depthwise_dx(weight, dy, g));
         let dw = want_dw.then(|| depthwise_dw(x, dy, g));
@@ -402,27 +510,57 @@ pub fn conv2d_backward(
 }
 
 /// One depthwise plane: `out[ho × wo] = Σ_ij k[i, j] · x[oh·s + i − p, ow·s + j − p]`.
-fn depthwise_plane_forward(x: &[f32], k: &[f32], g: &ConvGeom, out: &mut [f32]) {
-    let wo = g.wo();
+///
+/// Loops run kernel tap by kernel tap over whole output rows, so the innermost loop is a
+/// contiguous multiply-add the compiler vectorises. For a horizontal stride `s > 1` the input
+/// plane is first split into its `s` column phases (`phase[p][r][m] = x[r][m·s + p]`, in
+/// `scratch`), which makes the strided reads contiguous too.
+fn depthwise_plane_forward(
+    x: &[f32],
+    k: &[f32],
+    g: &ConvGeom,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    let (ho, wo, s) = (g.ho(), g.wo(), g.sw);
     out.fill(0.0);
-    for (oh, o) in out.chunks_exact_mut(wo).enumerate() {
+    // Source rows: the plane itself (stride 1) or its column phases.
+    let wp = g.w.div_ceil(s);
+    if s > 1 {
+        scratch.clear();
+        scratch.resize(s * g.h * wp, 0.0);
+        for r in 0..g.h {
+            let xr = &x[r * g.w..][..g.w];
+            for (m, chunk) in xr.chunks(s).enumerate() {
+                for (p, &v) in chunk.iter().enumerate() {
+                    scratch[(p * g.h + r) * wp + m] = v;
+                }
+            }
+        }
+    }
+    for j in 0..g.kw {
+        let (lo, hi) = valid_cols(wo, g.w, s, j, g.pl);
+        if lo >= hi {
+            continue;
+        }
+        // Input column of output column `ow` is `ow·s + d` = `(ow + q)·s + p`.
+        let d = j as isize - g.pl as isize;
+        let (p, q) = (d.rem_euclid(s as isize) as usize, d.div_euclid(s as isize));
+        let start = (lo as isize + q) as usize;
         for i in 0..g.kh {
-            let Some(ih) = in_row(oh, i, g) else {
-                continue;
-            };
-            let xr = &x[ih * g.w..][..g.w];
-            for j in 0..g.kw {
-                let kv = k[i * g.kw + j];
-                let (lo, hi) = valid_cols(wo, g.w, g.sw, j, g.pl);
-                if g.sw == 1 {
-                    let start = lo + j - g.pl;
-                    for (d, s) in o[lo..hi].iter_mut().zip(&xr[start..start + (hi - lo)]) {
-                        *d += kv * s;
-                    }
+            let kv = k[i * g.kw + j];
+            for oh in 0..ho {
+                let Some(ih) = in_row(oh, i, g) else {
+                    continue;
+                };
+                let src = if s == 1 {
+                    &x[ih * g.w..][..g.w]
                 } else {
-                    for ow in lo..hi {
-                        o[ow] += kv * xr[ow * g.sw + j - g.pl];
-                    }
+                    &scratch[(p * g.h + ih) * wp..][..wp]
+                };
+                let o = &mut out[oh * wo..][..wo];
+                for (d, v) in o[lo..hi].iter_mut().zip(&src[start..start + (hi - lo)]) {
+                    *d += kv * v;
                 }
             }
         }
@@ -510,17 +648,26 @@ pub fn batch_norm_train_forward(
     eps: f64,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), n * c * hw, "batch norm: input length");
-    assert!(gamma.len() == c && beta.len() == c, "batch norm: parameter length");
+    assert!(
+        gamma.len() == c && beta.len() == c,
+        "batch norm: parameter length"
+    );
     let count = (n * hw) as f64;
     // Two passes in f64 per channel: the mean, then the centred sum of squares.
     let stats: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
             let planes = || (0..n).map(move |img| &x[(img * c + ch) * hw..][..hw]);
-            let sum: f64 = planes().map(|p| p.iter().map(|&v| v as f64).sum::<f64>()).sum();
+            let sum: f64 = planes()
+                .map(|p| p.iter().map(|&v| v as f64).sum::<f64>())
+                .sum();
             let mean = sum / count;
             let ss: f64 = planes()
-                .map(|p| p.iter().map(|&v| (v as f64 - mean) * (v as f64 - mean)).sum::<f64>())
+                .map(|p| {
+                    p.iter()
+                        .map(|&v| (v as f64 - mean) * (v as f64 - mean))
+                        .sum::<f64>()
+                })
                 .sum();
             (mean as f32, (ss / count) as f32)
         })
@@ -552,7 +699,10 @@ pub fn batch_norm_train_backward(
     (n, c, hw): (usize, usize, usize),
     eps: f64,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    assert!(x.len() == n * c * hw && dy.len() == x.len(), "batch norm: input length");
+    assert!(
+        x.len() == n * c * hw && dy.len() == x.len(),
+        "batch norm: input length"
+    );
     let count = (n * hw) as f64;
     let inv_std: Vec<f64> = var.iter().map(|&v| 1.0 / (v as f64 + eps).sqrt()).collect();
     // Per channel: dβ = Σ dy, dγ = Σ dy · x̂ with x̂ = (x − mean) / √(var + ε).
@@ -581,7 +731,11 @@ pub fn batch_norm_train_backward(
         let is = inv_std[ch] as f32;
         let mg = (dgamma[ch] as f64 / count) as f32;
         let m = mean[ch];
-        for ((o, &g), &v) in out.iter_mut().zip(&dy[p * hw..][..hw]).zip(&x[p * hw..][..hw]) {
+        for ((o, &g), &v) in out
+            .iter_mut()
+            .zip(&dy[p * hw..][..hw])
+            .zip(&x[p * hw..][..hw])
+        {
             *o = k * (g - mb - (v - m) * is * mg);
         }
     });
@@ -612,7 +766,8 @@ mod tests {
                                         continue;
                                     }
                                     let xc = grp * cg + ci;
-                                    s += x[((n * g.c + xc) * g.h + ih as usize) * g.w + iw as usize]
+                                    s += x
+                                        [((n * g.c + xc) * g.h + ih as usize) * g.w + iw as usize]
                                         * w[((co * cg + ci) * g.kh + i) * g.kw + j];
                                 }
                             }
@@ -646,7 +801,11 @@ mod tests {
 
     fn data(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
-            .map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 1000) as f32 / 500.0 - 1.0)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 1000) as f32
+                    / 500.0
+                    - 1.0
+            })
             .collect()
     }
 
@@ -682,7 +841,11 @@ mod tests {
                         for ow in 0..wo {
                             let iw = (ow * s + j) as isize - pad as isize;
                             let inside = iw >= 0 && (iw as usize) < w;
-                            assert_eq!(inside, (lo..hi).contains(&ow), "w{w} s{s} j{j} p{pad} ow{ow}");
+                            assert_eq!(
+                                inside,
+                                (lo..hi).contains(&ow),
+                                "w{w} s{s} j{j} p{pad} ow{ow}"
+                            );
                         }
                     }
                 }

@@ -8,9 +8,10 @@
 
 use std::borrow::Cow;
 
-use burn::backend::ops::ModuleOps;
+use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex};
+use burn::backend::{Shape, TensorMetadata};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use burn_autodiff::checkpoint::base::Checkpointer;
@@ -22,7 +23,7 @@ use burn_flex::FlexTensor;
 
 use crate::cpu::{
     batch_norm_train_backward, batch_norm_train_forward, conv2d_backward, conv2d_forward,
-    ConvGeom,
+    conv2d_forward_fused, Activation, ConvGeom, Epilogue,
 };
 
 /// effcnn's convolution as a backend operation (bias-free; add a bias separately).
@@ -33,6 +34,17 @@ pub trait ConvKernels: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
+
+    /// Inference convolution with a fused per-channel affine map and activation:
+    /// `act(conv(x, weight) · scale[c] + shift[c])` (dilation 1).
+    fn effcnn_conv2d_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        act: Activation,
     ) -> FloatTensor<Self>;
 
     /// Batch normalisation in training mode: `(output, batch mean, biased batch variance)`,
@@ -47,7 +59,19 @@ pub trait ConvKernels: Backend {
 
 /// The kernel geometry of a convolution, or `None` where the kernels do not apply.
 fn geometry(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<ConvGeom> {
-    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 || options.dilation != [1, 1] {
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return None;
+    }
+    shape_geometry(x, weight, options)
+}
+
+/// The convolution's geometry from shapes alone (`None` for dilation ≠ 1 or bad shapes).
+fn shape_geometry(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<ConvGeom> {
+    if options.dilation != [1, 1] {
         return None;
     }
     let (xs, ws) = (x.layout().shape(), weight.layout().shape());
@@ -96,8 +120,25 @@ fn bn_geometry(x: &FlexTensor, params: &[&FlexTensor]) -> Option<(usize, usize, 
     }
     let (n, c) = (s[0], s[1]);
     let hw = (2..s.num_dims()).map(|d| s[d]).product();
-    (n * hw > 0 && params.iter().all(|p| p.layout().shape().num_elements() == c))
-        .then_some((n, c, hw))
+    (n * hw > 0
+        && params
+            .iter()
+            .all(|p| p.layout().shape().num_elements() == c))
+    .then_some((n, c, hw))
+}
+
+/// The elements of any float flex tensor as f32 (converted when stored otherwise).
+fn as_f32(t: &FlexTensor) -> Cow<'_, [f32]> {
+    if t.dtype() == DType::F32 {
+        return f32s(t);
+    }
+    Cow::Owned(
+        t.clone()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("float32 tensor data"),
+    )
 }
 
 fn vector(values: Vec<f32>) -> FlexTensor {
@@ -115,6 +156,26 @@ impl ConvKernels for Flex {
             return Flex::conv2d(x, weight, None, options);
         };
         let y = conv2d_forward(&f32s(&x), &f32s(&weight), &g);
+        tensor(y, [g.n, g.co, g.ho(), g.wo()])
+    }
+
+    fn effcnn_conv2d_fused(
+        x: FlexTensor,
+        weight: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+        options: ConvOptions<2>,
+        act: Activation,
+    ) -> FlexTensor {
+        let g = shape_geometry(&x, &weight, &options)
+            .expect("effcnn_conv2d_fused: dilation 1 and consistent NCHW shapes");
+        let (scale, shift) = (as_f32(&scale), as_f32(&shift));
+        let epilogue = Epilogue {
+            scale: &scale,
+            shift: &shift,
+            act,
+        };
+        let y = conv2d_forward_fused(&as_f32(&x), &as_f32(&weight), &g, Some(&epilogue));
         tensor(y, [g.n, g.co, g.ho(), g.wo()])
     }
 
@@ -203,8 +264,9 @@ fn backward_flex(
     want_dw: bool,
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
     let Some(g) = geometry(&x, &weight, &options) else {
-        let dx = want_dx
-            .then(|| Flex::conv2d_x_backward(x.clone(), weight.clone(), dy.clone(), options.clone()));
+        let dx = want_dx.then(|| {
+            Flex::conv2d_x_backward(x.clone(), weight.clone(), dy.clone(), options.clone())
+        });
         let dw = want_dw.then(|| Flex::conv2d_weight_backward(x, weight, dy, options));
         return (dx, dw);
     };
@@ -232,14 +294,7 @@ impl Backward<Flex, 2> for EffConv2dBackward {
         let (x_state, w_state, options) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
         let weight = checkpointer.retrieve_node_output::<FlexTensor>(w_state);
-        let (dx, dw) = backward_flex(
-            x,
-            weight,
-            dy,
-            options,
-            node_x.is_some(),
-            node_w.is_some(),
-        );
+        let (dx, dw) = backward_flex(x, weight, dy, options, node_x.is_some(), node_w.is_some());
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<Flex>(node.id, dx);
         }
@@ -275,6 +330,31 @@ impl<C: CheckpointStrategy> ConvKernels for Autodiff<Flex, C> {
                 weight.into_primitive(),
                 options,
             )),
+        }
+    }
+
+    /// Composed from differentiable operations (effcnn's convolution, then burn's).
+    fn effcnn_conv2d_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        act: Activation,
+    ) -> FloatTensor<Self> {
+        let y = Self::effcnn_conv2d(x, weight, options);
+        let co = y.shape()[1];
+        let per_channel = |t| Self::float_reshape(t, Shape::new([1, co, 1, 1]));
+        let y = Self::float_add(Self::float_mul(y, per_channel(scale)), per_channel(shift));
+        let hard_sigmoid = |t| Self::hard_sigmoid(t, (1.0 / 6.0).into(), 0.5.into());
+        match act {
+            Activation::Identity => y,
+            Activation::Relu => Self::relu(y),
+            Activation::Relu6 => Self::float_clamp(y, 0.0.into(), 6.0.into()),
+            Activation::Sigmoid => Self::sigmoid(y),
+            Activation::Silu => Self::float_mul(y.clone(), Self::sigmoid(y)),
+            Activation::HardSigmoid => hard_sigmoid(y),
+            Activation::HardSwish => Self::float_mul(y.clone(), hard_sigmoid(y)),
         }
     }
 
@@ -317,7 +397,11 @@ pub fn accelerated(device: &Device) -> bool {
     static BURN_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let burn_only =
         *BURN_ONLY.get_or_init(|| std::env::var("EFFCNN_KERNELS").is_ok_and(|v| v == "burn"));
-    !burn_only && matches!(device.clone().inner().as_dispatch(), DispatchDevice::Flex(_))
+    !burn_only
+        && matches!(
+            device.clone().inner().as_dispatch(),
+            DispatchDevice::Flex(_)
+        )
 }
 
 /// Bias-free 2-D convolution through effcnn's kernels. The tensors must be on a device for which
@@ -350,4 +434,25 @@ pub fn batch_norm_train(
         Tensor::from_dispatch(mean),
         Tensor::from_dispatch(var),
     )
+}
+
+/// Inference convolution with a fused per-channel affine map and activation:
+/// `act(conv(x, weight) · scale[c] + shift[c])`, e.g. a convolution with its batch norm folded
+/// in. Dilation must be 1; the tensors must be on a device for which [`accelerated`] holds.
+pub fn conv2d_fused(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    scale: Tensor<1>,
+    shift: Tensor<1>,
+    options: ConvOptions<2>,
+    act: Activation,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as ConvKernels>::effcnn_conv2d_fused(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        scale.into_dispatch(),
+        shift.into_dispatch(),
+        options,
+        act,
+    ))
 }

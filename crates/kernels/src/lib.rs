@@ -12,4 +12,5 @@
 pub mod cpu;
 pub mod ext;
 
-pub use ext::{accelerated, batch_norm_train, conv2d};
+pub use cpu::Activation;
+pub use ext::{accelerated, batch_norm_train, conv2d, conv2d_fused};

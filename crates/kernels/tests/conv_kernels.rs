@@ -176,7 +176,11 @@ fn random_shapes_match_burn_forward_and_gradients() {
                 (g, g * (1 + rng.below(3)))
             }
         };
-        let c = if groups_kind == 2 { groups * (1 + rng.below(3)) } else { c };
+        let c = if groups_kind == 2 {
+            groups * (1 + rng.below(3))
+        } else {
+            c
+        };
         let k = (1 + rng.below(5), 1 + rng.below(5));
         let pad = [
             (rng.below(k.0), rng.below(k.0)),
@@ -200,9 +204,13 @@ fn random_shapes_match_burn_forward_and_gradients() {
 #[test]
 fn inference_without_autodiff_matches_burn() {
     let device = Device::flex();
-    for (i, c) in [case(6, 6, 3, 2, 1, 6), case(4, 8, 3, 1, 1, 1), case(8, 4, 1, 1, 0, 2)]
-        .iter()
-        .enumerate()
+    for (i, c) in [
+        case(6, 6, 3, 2, 1, 6),
+        case(4, 8, 3, 1, 1, 1),
+        case(8, 4, 1, 1, 0, 2),
+    ]
+    .iter()
+    .enumerate()
     {
         let [y, _, _] = compare(c, i as u64, &device);
         assert!(y < 1e-5, "{c:?}: {y}");
@@ -222,25 +230,37 @@ fn batch_norm_train_matches_burn() {
         let mut rng = Rng(seed as u64 + 11);
         let c = dims[1];
         // An offset mean and a non-unit scale make the statistics matter.
-        let xv: Vec<f32> = rng.values(dims.iter().product()).iter().map(|v| 3.0 * v + 0.5).collect();
+        let xv: Vec<f32> = rng
+            .values(dims.iter().product())
+            .iter()
+            .map(|v| 3.0 * v + 0.5)
+            .collect();
         let (gv, bv) = (rng.values(c), rng.values(c));
-        let leaf4 = || Tensor::<4>::from_data(TensorData::new(xv.clone(), dims), &device).require_grad();
+        let leaf4 =
+            || Tensor::<4>::from_data(TensorData::new(xv.clone(), dims), &device).require_grad();
         let leaf1 = |v: &Vec<f32>| {
             Tensor::<1>::from_data(TensorData::new(v.clone(), [c]), &device).require_grad()
         };
         let (xa, ga, ba) = (leaf4(), leaf1(&gv), leaf1(&bv));
         let (xb, gb, bb) = (leaf4(), leaf1(&gv), leaf1(&bv));
-        let (ya, ma, va) = effcnn_kernels::batch_norm_train(xa.clone(), ga.clone(), ba.clone(), 1e-5);
+        let (ya, ma, va) =
+            effcnn_kernels::batch_norm_train(xa.clone(), ga.clone(), ba.clone(), 1e-5);
         let rb = burn_bn(xb.clone(), gb.clone(), bb.clone(), 1e-5);
         let v1 = |t: Tensor<1>| t.into_data().try_into_vec::<f32>().unwrap();
-        assert!(rel_err(&vals(ya.clone()), &vals(rb.output.clone())) < 1e-5, "{dims:?} y");
+        assert!(
+            rel_err(&vals(ya.clone()), &vals(rb.output.clone())) < 1e-5,
+            "{dims:?} y"
+        );
         assert!(rel_err(&v1(ma), &v1(rb.mean)) < 1e-5, "{dims:?} mean");
         assert!(rel_err(&v1(va), &v1(rb.variance)) < 1e-5, "{dims:?} var");
         let r = Tensor::<4>::from_data(TensorData::new(rng.values(xv.len()), dims), &device);
         let gra = (ya * r.clone()).sum().backward();
         let grb = (rb.output * r).sum().backward();
-        let e = |a: Option<Tensor<4>>, b: Option<Tensor<4>>| rel_err(&vals(a.unwrap()), &vals(b.unwrap()));
-        let e1 = |a: Option<Tensor<1>>, b: Option<Tensor<1>>| rel_err(&v1(a.unwrap()), &v1(b.unwrap()));
+        let e = |a: Option<Tensor<4>>, b: Option<Tensor<4>>| {
+            rel_err(&vals(a.unwrap()), &vals(b.unwrap()))
+        };
+        let e1 =
+            |a: Option<Tensor<1>>, b: Option<Tensor<1>>| rel_err(&v1(a.unwrap()), &v1(b.unwrap()));
         assert!(e(xa.grad(&gra), xb.grad(&grb)) < 1e-4, "{dims:?} dx");
         assert!(e1(ga.grad(&gra), gb.grad(&grb)) < 1e-5, "{dims:?} dgamma");
         assert!(e1(ba.grad(&gra), bb.grad(&grb)) < 1e-5, "{dims:?} dbeta");
@@ -268,14 +288,27 @@ fn gradients_are_bit_identical_across_thread_counts() {
                 &device,
             )
             .require_grad();
-            let w = Tensor::<4>::from_data(TensorData::new(rng.values(8 * 8 * 9), [8, 8, 3, 3]), &device)
-                .require_grad();
+            let w = Tensor::<4>::from_data(
+                TensorData::new(rng.values(8 * 8 * 9), [8, 8, 3, 3]),
+                &device,
+            )
+            .require_grad();
             let y = conv2d(x.clone(), w.clone(), options(&c));
             let g = (y.clone() * y).sum().backward();
             (vals(x.grad(&g).unwrap()), vals(w.grad(&g).unwrap()))
         })
     };
     let (a, b) = (grads(1), grads(2));
-    assert!(a.0.iter().zip(&b.0).all(|(p, q)| p.to_bits() == q.to_bits()), "dx differs");
-    assert!(a.1.iter().zip(&b.1).all(|(p, q)| p.to_bits() == q.to_bits()), "dw differs");
+    assert!(
+        a.0.iter()
+            .zip(&b.0)
+            .all(|(p, q)| p.to_bits() == q.to_bits()),
+        "dx differs"
+    );
+    assert!(
+        a.1.iter()
+            .zip(&b.1)
+            .all(|(p, q)| p.to_bits() == q.to_bits()),
+        "dw differs"
+    );
 }

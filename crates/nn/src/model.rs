@@ -68,6 +68,13 @@ pub struct EffNet {
     last_use: Vec<usize>,
 }
 
+/// A conv's fused successors at inference: its batch norm and its activation (node and kind).
+#[derive(Debug, Clone, Copy)]
+struct Chain {
+    bn: Option<NodeId>,
+    act: Option<(NodeId, Act)>,
+}
+
 /// A small deterministic generator (splitmix64) for host-side initialisation.
 struct HostRng {
     state: u64,
@@ -362,8 +369,20 @@ impl EffNet {
         }
         let mut values: Vec<Option<Tensor<4>>> = vec![None; nodes.len()];
         let mut captured: Vec<Option<Tensor<4>>> = vec![None; nodes.len()];
+        // Inference on effcnn's kernels: conv → batch norm → activation chains run as one fused
+        // kernel (batch norm folded into a per-channel scale and shift).
+        let device = x.device();
+        let chains = if !training && !device.is_autodiff() && effcnn_kernels::accelerated(&device) {
+            self.fusion_chains(&keep)
+        } else {
+            vec![None; nodes.len()]
+        };
+        let mut skip = vec![false; nodes.len()];
         let mut input = Some(x);
         for (i, node) in nodes.iter().enumerate() {
+            if skip[i] {
+                continue;
+            }
             // Fetch the inputs: moved out at their last use, cloned (a cheap handle) otherwise.
             let mut args: Vec<Tensor<4>> = Vec::with_capacity(node.inputs.len());
             for &j in &node.inputs {
@@ -374,14 +393,21 @@ impl EffNet {
                 };
                 args.push(t.expect("graph inputs come before their consumers"));
             }
-            let y = match &node.op {
-                Op::Input => input.take().expect("one input node"),
-                _ => self.apply(i, &node.op, args, training),
+            let (y, at) = match (&node.op, chains[i]) {
+                (Op::Input, _) => (input.take().expect("one input node"), i),
+                (Op::Conv(c), Some(chain)) => {
+                    let last = chain.act.map_or(chain.bn.unwrap_or(i), |(a, _)| a);
+                    for j in chain.bn.into_iter().chain(chain.act.map(|(a, _)| a)) {
+                        skip[j] = true;
+                    }
+                    (self.fused_conv(i, c, chain, args.swap_remove(0)), last)
+                }
+                _ => (self.apply(i, &node.op, args, training), i),
             };
-            if keep[i] {
-                captured[i] = Some(y.clone());
+            if keep[at] {
+                captured[at] = Some(y.clone());
             }
-            values[i] = Some(y);
+            values[at] = Some(y);
         }
         let out = values[self.graph.output]
             .take()
@@ -452,6 +478,94 @@ impl EffNet {
             .expect("output node was computed");
         let [n, c, h, w] = out.dims();
         (out.reshape([n, c * h * w]), times)
+    }
+
+    /// For every convolution whose output feeds only a batch norm and/or an activation (which
+    /// feed nothing else and are not captured), the chain to fuse at inference.
+    fn fusion_chains(&self, keep: &[bool]) -> Vec<Option<Chain>> {
+        let nodes = &self.graph.nodes;
+        let mut uses = vec![0usize; nodes.len()];
+        let mut consumer = vec![usize::MAX; nodes.len()];
+        for (i, n) in nodes.iter().enumerate() {
+            for &j in &n.inputs {
+                uses[j] += 1;
+                consumer[j] = i;
+            }
+        }
+        // The node that alone consumes `j`, if `j` is an internal, uncaptured value.
+        let sole =
+            |j: NodeId| (uses[j] == 1 && j != self.graph.output && !keep[j]).then_some(consumer[j]);
+        (0..nodes.len())
+            .map(|i| {
+                let Op::Conv(c) = &nodes[i].op else {
+                    return None;
+                };
+                if c.dilation != 1 {
+                    return None;
+                }
+                let bn = sole(i).filter(|&j| matches!(nodes[j].op, Op::BatchNorm { .. }));
+                let act = sole(bn.unwrap_or(i)).and_then(|k| match nodes[k].op {
+                    Op::Act { act } => Some((k, act)),
+                    _ => None,
+                });
+                (bn.is_some() || act.is_some()).then_some(Chain { bn, act })
+            })
+            .collect()
+    }
+
+    /// Inference of a conv → (batch norm) → (activation) chain in one kernel call.
+    fn fused_conv(
+        &self,
+        id: NodeId,
+        c: &effcnn_arch::Conv,
+        chain: Chain,
+        x: Tensor<4>,
+    ) -> Tensor<4> {
+        let Slot::Conv(s) = self.slots[id] else {
+            unreachable!("conv slot")
+        };
+        let conv = &self.convs[s];
+        let device = x.device();
+        let [_, _, h, w] = x.dims();
+        let (t, l, b, r) = c.pad.resolve(h, w, c.k, c.stride, c.dilation);
+        let (scale, shift) = match chain.bn {
+            Some(bn_id) => {
+                let Slot::Bn(k) = self.slots[bn_id] else {
+                    unreachable!("bn slot")
+                };
+                let bn = &self.bns[k];
+                let var = bn.running_var.value().to_device(&device);
+                let mean = bn.running_mean.value().to_device(&device);
+                let scale = bn.gamma.val().div(var.add_scalar(bn.epsilon).sqrt());
+                let shift = bn.beta.val().sub(mean.mul(scale.clone()));
+                match &conv.bias {
+                    Some(bias) => (scale.clone(), shift.add(bias.val().mul(scale))),
+                    None => (scale, shift),
+                }
+            }
+            None => (
+                Tensor::ones([c.cout], &device),
+                conv.bias
+                    .as_ref()
+                    .map_or_else(|| Tensor::zeros([c.cout], &device), |b| b.val()),
+            ),
+        };
+        let act = match chain.act.map(|(_, a)| a) {
+            None => effcnn_kernels::Activation::Identity,
+            Some(Act::Relu) => effcnn_kernels::Activation::Relu,
+            Some(Act::Relu6) => effcnn_kernels::Activation::Relu6,
+            Some(Act::Silu) => effcnn_kernels::Activation::Silu,
+            Some(Act::Sigmoid) => effcnn_kernels::Activation::Sigmoid,
+            Some(Act::HardSwish) => effcnn_kernels::Activation::HardSwish,
+            Some(Act::HardSigmoid) => effcnn_kernels::Activation::HardSigmoid,
+        };
+        let options = ConvOptions {
+            stride: [c.stride.0, c.stride.1],
+            padding: [(t, b), (l, r)],
+            dilation: [1, 1],
+            groups: c.groups,
+        };
+        effcnn_kernels::conv2d_fused(x, conv.weight.val(), scale, shift, options, act)
     }
 
     fn apply(&self, id: NodeId, op: &Op, mut args: Vec<Tensor<4>>, training: bool) -> Tensor<4> {
