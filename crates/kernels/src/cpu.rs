@@ -16,6 +16,8 @@
 //! All three passes are checked against burn's own `conv2d` and its autodiff gradients on random
 //! shapes in `tests/conv_kernels.rs`.
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 
 /// Chunks of images whose weight gradients are summed separately (and in parallel) before being
@@ -637,39 +639,58 @@ fn depthwise_dw(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
     dw
 }
 
+/// Lanes of the vectorised reductions below (independent f32 accumulators, combined in f64).
+const LANES: usize = 16;
+
+/// `Σ f(a[i], b[i])` with [`LANES`] f32 accumulators (vectorisable), the total in f64.
+#[inline]
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += f(x[l], y[l]);
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(&x, &y)| f(x, y) as f64).sum();
+    acc.iter().map(|&v| v as f64).sum::<f64>() + tail
+}
+
 /// Batch normalisation in training mode over `x [n, c, hw]` (NCHW with the spatial axes
 /// flattened): per-channel batch mean and biased variance, then
-/// `y = (x − mean) / √(var + ε) · γ + β`. Returns `(y, mean, var)`.
+/// `y = act((x − mean) / √(var + ε) · γ + β)` with `act` the identity, ReLU or ReLU6.
+/// Returns `(y, mean, var)`.
 pub fn batch_norm_train_forward(
     x: &[f32],
     gamma: &[f32],
     beta: &[f32],
     (n, c, hw): (usize, usize, usize),
     eps: f64,
+    act: Activation,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), n * c * hw, "batch norm: input length");
     assert!(
         gamma.len() == c && beta.len() == c,
         "batch norm: parameter length"
     );
+    assert!(
+        bn_act_supported(act),
+        "batch norm: unsupported fused activation {act:?}"
+    );
     let count = (n * hw) as f64;
-    // Two passes in f64 per channel: the mean, then the centred sum of squares.
+    // Two passes per channel: the mean, then the centred sum of squares.
     let stats: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let planes = || (0..n).map(move |img| &x[(img * c + ch) * hw..][..hw]);
-            let sum: f64 = planes()
-                .map(|p| p.iter().map(|&v| v as f64).sum::<f64>())
-                .sum();
+            let plane = |img: usize| &x[(img * c + ch) * hw..][..hw];
+            let sum: f64 = (0..n).map(|i| lane_sum(plane(i), plane(i), |v, _| v)).sum();
             let mean = sum / count;
-            let ss: f64 = planes()
-                .map(|p| {
-                    p.iter()
-                        .map(|&v| (v as f64 - mean) * (v as f64 - mean))
-                        .sum::<f64>()
-                })
+            let m = mean as f32;
+            let ss: f64 = (0..n)
+                .map(|i| lane_sum(plane(i), plane(i), |v, _| (v - m) * (v - m)))
                 .sum();
-            (mean as f32, (ss / count) as f32)
+            (m, (ss / count) as f32)
         })
         .collect();
     let (mean, var): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
@@ -677,48 +698,77 @@ pub fn batch_norm_train_forward(
         .map(|ch| (gamma[ch] as f64 / (var[ch] as f64 + eps).sqrt()) as f32)
         .collect();
     let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
-    let mut y = vec![0.0f32; x.len()];
-    y.par_chunks_mut(hw).enumerate().for_each(|(p, out)| {
-        let ch = p % c;
-        let (a, b) = (scale[ch], shift[ch]);
-        for (o, &v) in out.iter_mut().zip(&x[p * hw..][..hw]) {
-            *o = v * a + b;
-        }
-    });
+    let epilogue = Epilogue {
+        scale: &scale,
+        shift: &shift,
+        act,
+    };
+    let mut y = x.to_vec();
+    y.par_chunks_mut(hw)
+        .enumerate()
+        .for_each(|(p, out)| epilogue.apply(p % c, out));
     (y, mean, var)
 }
 
+/// Activations [`batch_norm_train_forward`] can fuse (their gradient is a mask of the output).
+pub fn bn_act_supported(act: Activation) -> bool {
+    matches!(
+        act,
+        Activation::Identity | Activation::Relu | Activation::Relu6
+    )
+}
+
 /// Gradients of [`batch_norm_train_forward`] for an output gradient `dy`, given the batch
-/// statistics it returned: `(dx, dγ, dβ)`.
+/// statistics and (for a fused activation) the output `y` it returned: `(dx, dγ, dβ)`.
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train_backward(
     x: &[f32],
     gamma: &[f32],
     mean: &[f32],
     var: &[f32],
     dy: &[f32],
+    y: Option<&[f32]>,
     (n, c, hw): (usize, usize, usize),
     eps: f64,
+    act: Activation,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert!(
         x.len() == n * c * hw && dy.len() == x.len(),
         "batch norm: input length"
     );
+    // The activation's gradient: dy where the output was not clipped, 0 elsewhere.
+    let masked: Cow<'_, [f32]> = match (act, y) {
+        (Activation::Identity, _) => Cow::Borrowed(dy),
+        (Activation::Relu, Some(y)) => Cow::Owned(
+            dy.iter()
+                .zip(y)
+                .map(|(&g, &v)| if v > 0.0 { g } else { 0.0 })
+                .collect(),
+        ),
+        (Activation::Relu6, Some(y)) => Cow::Owned(
+            dy.iter()
+                .zip(y)
+                .map(|(&g, &v)| if v > 0.0 && v < 6.0 { g } else { 0.0 })
+                .collect(),
+        ),
+        _ => panic!("batch norm backward: activation {act:?} needs the forward output"),
+    };
+    let dy: &[f32] = &masked;
     let count = (n * hw) as f64;
     let inv_std: Vec<f64> = var.iter().map(|&v| 1.0 / (v as f64 + eps).sqrt()).collect();
     // Per channel: dβ = Σ dy, dγ = Σ dy · x̂ with x̂ = (x − mean) / √(var + ε).
     let sums: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let (m, is) = (mean[ch] as f64, inv_std[ch]);
+            let m = mean[ch];
             let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);
             for img in 0..n {
                 let off = (img * c + ch) * hw;
-                for (&g, &v) in dy[off..off + hw].iter().zip(&x[off..off + hw]) {
-                    sdy += g as f64;
-                    sdyx += g as f64 * (v as f64 - m) * is;
-                }
+                let (g, v) = (&dy[off..off + hw], &x[off..off + hw]);
+                sdy += lane_sum(g, g, |a, _| a);
+                sdyx += lane_sum(g, v, |a, b| a * (b - m));
             }
-            (sdyx as f32, sdy as f32)
+            ((sdyx * inv_std[ch]) as f32, sdy as f32)
         })
         .collect();
     let (dgamma, dbeta): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();

@@ -47,13 +47,15 @@ pub trait ConvKernels: Backend {
         act: Activation,
     ) -> FloatTensor<Self>;
 
-    /// Batch normalisation in training mode: `(output, batch mean, biased batch variance)`,
-    /// differentiable in the output only (the statistics come back detached).
+    /// Batch normalisation in training mode followed by `act` (identity, ReLU or ReLU6):
+    /// `(output, batch mean, biased batch variance)`, differentiable in the output only (the
+    /// statistics come back detached).
     fn effcnn_batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        act: Activation,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
@@ -114,8 +116,7 @@ fn f32s(t: &FlexTensor) -> Cow<'_, [f32]> {
 /// where the batch-norm kernels do not apply.
 fn bn_geometry(x: &FlexTensor, params: &[&FlexTensor]) -> Option<(usize, usize, usize)> {
     let s = x.layout().shape();
-    if x.dtype() != DType::F32 || s.num_dims() < 2 || params.iter().any(|p| p.dtype() != DType::F32)
-    {
+    if s.num_dims() < 2 {
         return None;
     }
     let (n, c) = (s[0], s[1]);
@@ -184,42 +185,79 @@ impl ConvKernels for Flex {
         gamma: FlexTensor,
         beta: FlexTensor,
         epsilon: f64,
+        act: Activation,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let Some(dims) = bn_geometry(&x, &[&gamma, &beta]) else {
+        let dims = bn_geometry(&x, &[&gamma, &beta]);
+        let Some(dims) = dims.filter(|_| crate::cpu::bn_act_supported(act)) else {
+            assert_eq!(
+                act,
+                Activation::Identity,
+                "batch norm: unsupported shapes or activation"
+            );
             let r = Flex::batch_norm_train(x, gamma, beta, epsilon);
             return (r.output, r.mean, r.variance);
         };
         let shape = x.layout().shape().clone();
-        let (y, mean, var) =
-            batch_norm_train_forward(&f32s(&x), &f32s(&gamma), &f32s(&beta), dims, epsilon);
+        let (y, mean, var) = batch_norm_train_forward(
+            &as_f32(&x),
+            &as_f32(&gamma),
+            &as_f32(&beta),
+            dims,
+            epsilon,
+            act,
+        );
         let y = FlexTensor::from_data(TensorData::new(y, shape));
         (y, vector(mean), vector(var))
     }
+}
+
+/// What the backward pass of `effcnn_batch_norm_train` keeps from the forward pass.
+#[derive(Debug, Clone)]
+struct BnSaved {
+    mean: FlexTensor,
+    var: FlexTensor,
+    epsilon: f64,
+    act: Activation,
+    /// The output, for a fused activation's mask.
+    y: Option<FlexTensor>,
 }
 
 /// `(dx, dγ, dβ)` of `effcnn_batch_norm_train` on flex.
 fn bn_backward_flex(
     x: FlexTensor,
     gamma: FlexTensor,
-    mean: FlexTensor,
-    var: FlexTensor,
     dy: FlexTensor,
-    epsilon: f64,
+    saved: BnSaved,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let Some(dims) = bn_geometry(&x, &[&gamma, &mean, &var]).filter(|_| dy.dtype() == DType::F32)
-    else {
+    let BnSaved {
+        mean,
+        var,
+        epsilon,
+        act,
+        y,
+    } = saved;
+    let Some(dims) = bn_geometry(&x, &[&gamma, &mean, &var]) else {
+        // Only reachable for shapes the forward pass also handed to burn (identity only).
+        assert_eq!(
+            act,
+            Activation::Identity,
+            "batch norm backward: unexpected shapes"
+        );
         let r = Flex::batch_norm_train_backward(x, gamma, mean, var, epsilon, dy);
         return (r.x_grad, r.gamma_grad, r.beta_grad);
     };
     let shape = x.layout().shape().clone();
+    let y = y.as_ref().map(as_f32);
     let (dx, dg, db) = batch_norm_train_backward(
-        &f32s(&x),
-        &f32s(&gamma),
-        &f32s(&mean),
-        &f32s(&var),
-        &f32s(&dy),
+        &as_f32(&x),
+        &as_f32(&gamma),
+        &as_f32(&mean),
+        &as_f32(&var),
+        &as_f32(&dy),
+        y.as_deref(),
         dims,
         epsilon,
+        act,
     );
     (
         FlexTensor::from_data(TensorData::new(dx, shape)),
@@ -232,7 +270,7 @@ fn bn_backward_flex(
 struct EffBatchNormBackward;
 
 impl Backward<Flex, 3> for EffBatchNormBackward {
-    type State = (NodeId, NodeId, FlexTensor, FlexTensor, f64);
+    type State = (NodeId, NodeId, BnSaved);
 
     fn backward(
         self,
@@ -242,10 +280,10 @@ impl Backward<Flex, 3> for EffBatchNormBackward {
     ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (x_state, gamma_state, mean, var, epsilon) = ops.state;
+        let (x_state, gamma_state, saved) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
         let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
-        let (dx, dg, db) = bn_backward_flex(x, gamma, mean, var, dy, epsilon);
+        let (dx, dg, db) = bn_backward_flex(x, gamma, dy, saved);
         for (node, grad) in [(node_x, dx), (node_gamma, dg), (node_beta, db)] {
             if let Some(node) = node {
                 grads.register::<Flex>(node.id, grad);
@@ -363,12 +401,14 @@ impl<C: CheckpointStrategy> ConvKernels for Autodiff<Flex, C> {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        act: Activation,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let (y, mean, var) = Flex::effcnn_batch_norm_train(
             x.primitive().clone(),
             gamma.primitive().clone(),
             beta.primitive().clone(),
             epsilon,
+            act,
         );
         let stats = (
             FloatTensor::<Self>::new(mean.clone()),
@@ -382,7 +422,14 @@ impl<C: CheckpointStrategy> ConvKernels for Autodiff<Flex, C> {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let gamma_state = prep.checkpoint(&gamma);
-                prep.finish((x_state, gamma_state, mean, var, epsilon), y)
+                let saved = BnSaved {
+                    mean,
+                    var,
+                    epsilon,
+                    act,
+                    y: (act != Activation::Identity).then(|| y.clone()),
+                };
+                prep.finish((x_state, gamma_state, saved), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
@@ -414,20 +461,23 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -> Tenso
     ))
 }
 
-/// Batch normalisation in training mode through effcnn's kernels: `(output, batch mean, biased
-/// batch variance)`, the statistics detached. The tensors must be on a device for which
+/// Batch normalisation in training mode through effcnn's kernels, followed by `act` (identity,
+/// ReLU or ReLU6, see [`crate::cpu::bn_act_supported`]): `(output, batch mean, biased batch
+/// variance)`, the statistics detached. The tensors must be on a device for which
 /// [`accelerated`] holds.
 pub fn batch_norm_train(
     x: Tensor<4>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
     epsilon: f64,
+    act: Activation,
 ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
     let (y, mean, var) = <Dispatch as ConvKernels>::effcnn_batch_norm_train(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
         epsilon,
+        act,
     );
     (
         Tensor::from_dispatch(y),

@@ -217,25 +217,33 @@ fn inference_without_autodiff_matches_burn() {
     }
 }
 
-/// Batch norm in training mode: output, statistics and the gradients of input, γ and β against
-/// burn's `batch_norm_train`, on shapes with a single spatial position, odd sizes and batch 1.
+/// Batch norm in training mode, alone and fused with ReLU / ReLU6: output, statistics and the
+/// gradients of input, γ and β against burn's `batch_norm_train` followed by burn's activation,
+/// on shapes with a single spatial position, odd sizes and batch 1.
 #[test]
 fn batch_norm_train_matches_burn() {
+    use burn::tensor::activation::relu;
     use burn::tensor::module::batch_norm_train as burn_bn;
+    use effcnn_kernels::Activation;
     let device = Device::flex().autodiff();
-    for (seed, dims) in [[4, 3, 5, 7], [1, 6, 3, 3], [8, 5, 1, 1], [2, 16, 9, 4]]
-        .into_iter()
+    let shapes = [[4, 3, 5, 7], [1, 6, 3, 3], [8, 5, 1, 1], [2, 16, 9, 4]];
+    let acts = [Activation::Identity, Activation::Relu, Activation::Relu6];
+    for (seed, (dims, act)) in shapes
+        .iter()
+        .flat_map(|d| acts.iter().map(move |a| (*d, *a)))
         .enumerate()
     {
         let mut rng = Rng(seed as u64 + 11);
         let c = dims[1];
-        // An offset mean and a non-unit scale make the statistics matter.
+        // An offset mean and a non-unit scale make the statistics matter; γ up to 4 and β up to
+        // 3 push some outputs past ReLU6's upper clip.
         let xv: Vec<f32> = rng
             .values(dims.iter().product())
             .iter()
             .map(|v| 3.0 * v + 0.5)
             .collect();
-        let (gv, bv) = (rng.values(c), rng.values(c));
+        let gv: Vec<f32> = rng.values(c).iter().map(|v| 4.0 * v).collect();
+        let bv: Vec<f32> = rng.values(c).iter().map(|v| 3.0 * v).collect();
         let leaf4 =
             || Tensor::<4>::from_data(TensorData::new(xv.clone(), dims), &device).require_grad();
         let leaf1 = |v: &Vec<f32>| {
@@ -244,26 +252,32 @@ fn batch_norm_train_matches_burn() {
         let (xa, ga, ba) = (leaf4(), leaf1(&gv), leaf1(&bv));
         let (xb, gb, bb) = (leaf4(), leaf1(&gv), leaf1(&bv));
         let (ya, ma, va) =
-            effcnn_kernels::batch_norm_train(xa.clone(), ga.clone(), ba.clone(), 1e-5);
+            effcnn_kernels::batch_norm_train(xa.clone(), ga.clone(), ba.clone(), 1e-5, act);
         let rb = burn_bn(xb.clone(), gb.clone(), bb.clone(), 1e-5);
+        let yb = match act {
+            Activation::Relu => relu(rb.output),
+            Activation::Relu6 => rb.output.clamp(0.0, 6.0),
+            _ => rb.output,
+        };
         let v1 = |t: Tensor<1>| t.into_data().try_into_vec::<f32>().unwrap();
+        let tag = format!("{dims:?} {act:?}");
         assert!(
-            rel_err(&vals(ya.clone()), &vals(rb.output.clone())) < 1e-5,
-            "{dims:?} y"
+            rel_err(&vals(ya.clone()), &vals(yb.clone())) < 1e-5,
+            "{tag} y"
         );
-        assert!(rel_err(&v1(ma), &v1(rb.mean)) < 1e-5, "{dims:?} mean");
-        assert!(rel_err(&v1(va), &v1(rb.variance)) < 1e-5, "{dims:?} var");
+        assert!(rel_err(&v1(ma), &v1(rb.mean)) < 1e-5, "{tag} mean");
+        assert!(rel_err(&v1(va), &v1(rb.variance)) < 1e-5, "{tag} var");
         let r = Tensor::<4>::from_data(TensorData::new(rng.values(xv.len()), dims), &device);
         let gra = (ya * r.clone()).sum().backward();
-        let grb = (rb.output * r).sum().backward();
+        let grb = (yb * r).sum().backward();
         let e = |a: Option<Tensor<4>>, b: Option<Tensor<4>>| {
             rel_err(&vals(a.unwrap()), &vals(b.unwrap()))
         };
         let e1 =
             |a: Option<Tensor<1>>, b: Option<Tensor<1>>| rel_err(&v1(a.unwrap()), &v1(b.unwrap()));
-        assert!(e(xa.grad(&gra), xb.grad(&grb)) < 1e-4, "{dims:?} dx");
-        assert!(e1(ga.grad(&gra), gb.grad(&grb)) < 1e-5, "{dims:?} dgamma");
-        assert!(e1(ba.grad(&gra), bb.grad(&grb)) < 1e-5, "{dims:?} dbeta");
+        assert!(e(xa.grad(&gra), xb.grad(&grb)) < 1e-4, "{tag} dx");
+        assert!(e1(ga.grad(&gra), gb.grad(&grb)) < 1e-5, "{tag} dgamma");
+        assert!(e1(ba.grad(&gra), bb.grad(&grb)) < 1e-5, "{tag} dbeta");
     }
 }
 
@@ -311,4 +325,70 @@ fn gradients_are_bit_identical_across_thread_counts() {
             .all(|(p, q)| p.to_bits() == q.to_bits()),
         "dw differs"
     );
+}
+
+/// The fused inference kernel equals burn's convolution followed by the per-channel affine map
+/// and each activation, written with burn's tensor ops.
+#[test]
+fn fused_conv_matches_burn_composition() {
+    use burn::tensor::activation::{relu, sigmoid};
+    use effcnn_kernels::{conv2d_fused, Activation};
+    let device = Device::flex();
+    let acts = [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::Silu,
+        Activation::Sigmoid,
+        Activation::HardSwish,
+        Activation::HardSigmoid,
+    ];
+    for (i, (c, act)) in [
+        case(6, 6, 3, 2, 1, 6),
+        case(4, 8, 3, 1, 1, 1),
+        case(8, 4, 1, 1, 0, 2),
+        case(5, 5, 5, 1, 2, 5),
+    ]
+    .iter()
+    .flat_map(|c| acts.iter().map(move |a| (c, *a)))
+    .enumerate()
+    {
+        let mut rng = Rng(300 + i as u64);
+        let cg = c.c / c.groups;
+        let x = Tensor::<4>::from_data(
+            TensorData::new(rng.values(c.n * c.c * c.h * c.w), [c.n, c.c, c.h, c.w]),
+            &device,
+        );
+        let w = Tensor::<4>::from_data(
+            TensorData::new(
+                rng.values(c.co * cg * c.k.0 * c.k.1),
+                [c.co, cg, c.k.0, c.k.1],
+            ),
+            &device,
+        );
+        let scale = Tensor::<1>::from_data(TensorData::new(rng.values(c.co), [c.co]), &device);
+        let shift = Tensor::<1>::from_data(TensorData::new(rng.values(c.co), [c.co]), &device);
+        let got = conv2d_fused(
+            x.clone(),
+            w.clone(),
+            scale.clone(),
+            shift.clone(),
+            options(c),
+            act,
+        );
+        let y = burn_conv2d(x, w, None, options(c)) * scale.reshape([1, c.co, 1, 1])
+            + shift.reshape([1, c.co, 1, 1]);
+        let hsig = |t: Tensor<4>| t.add_scalar(3.0).clamp(0.0, 6.0).div_scalar(6.0);
+        let want = match act {
+            Activation::Identity => y,
+            Activation::Relu => relu(y),
+            Activation::Relu6 => y.clamp(0.0, 6.0),
+            Activation::Silu => y.clone() * sigmoid(y),
+            Activation::Sigmoid => sigmoid(y),
+            Activation::HardSwish => y.clone() * hsig(y),
+            Activation::HardSigmoid => hsig(y),
+        };
+        let e = rel_err(&vals(got), &vals(want));
+        assert!(e < 1e-5, "{c:?} {act:?}: {e}");
+    }
 }

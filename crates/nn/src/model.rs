@@ -372,8 +372,15 @@ impl EffNet {
         // Inference on effcnn's kernels: conv → batch norm → activation chains run as one fused
         // kernel (batch norm folded into a per-channel scale and shift).
         let device = x.device();
-        let chains = if !training && !device.is_autodiff() && effcnn_kernels::accelerated(&device) {
+        let accelerated = effcnn_kernels::accelerated(&device);
+        let chains = if !training && !device.is_autodiff() && accelerated {
             self.fusion_chains(&keep)
+        } else {
+            vec![None; nodes.len()]
+        };
+        // Training on effcnn's kernels: batch norm → ReLU/ReLU6 runs as one operation.
+        let bn_acts = if training && accelerated {
+            self.bn_act_chains(&keep)
         } else {
             vec![None; nodes.len()]
         };
@@ -395,6 +402,14 @@ impl EffNet {
             }
             let (y, at) = match (&node.op, chains[i]) {
                 (Op::Input, _) => (input.take().expect("one input node"), i),
+                (Op::BatchNorm { .. }, _) if bn_acts[i].is_some() => {
+                    let (a, act) = bn_acts[i].expect("checked");
+                    skip[a] = true;
+                    let Slot::Bn(s) = self.slots[i] else {
+                        unreachable!("bn slot")
+                    };
+                    (bn_forward(&self.bns[s], args.swap_remove(0), true, act), a)
+                }
                 (Op::Conv(c), Some(chain)) => {
                     let last = chain.act.map_or(chain.bn.unwrap_or(i), |(a, _)| a);
                     for j in chain.bn.into_iter().chain(chain.act.map(|(a, _)| a)) {
@@ -480,9 +495,9 @@ impl EffNet {
         (out.reshape([n, c * h * w]), times)
     }
 
-    /// For every convolution whose output feeds only a batch norm and/or an activation (which
-    /// feed nothing else and are not captured), the chain to fuse at inference.
-    fn fusion_chains(&self, keep: &[bool]) -> Vec<Option<Chain>> {
+    /// For each node, the node that alone consumes its output, if that output is an internal,
+    /// uncaptured value (so computing it inside a fused operation loses nothing).
+    fn sole_consumers(&self, keep: &[bool]) -> Vec<Option<NodeId>> {
         let nodes = &self.graph.nodes;
         let mut uses = vec![0usize; nodes.len()];
         let mut consumer = vec![usize::MAX; nodes.len()];
@@ -492,9 +507,40 @@ impl EffNet {
                 consumer[j] = i;
             }
         }
-        // The node that alone consumes `j`, if `j` is an internal, uncaptured value.
-        let sole =
-            |j: NodeId| (uses[j] == 1 && j != self.graph.output && !keep[j]).then_some(consumer[j]);
+        (0..nodes.len())
+            .map(|j| (uses[j] == 1 && j != self.graph.output && !keep[j]).then_some(consumer[j]))
+            .collect()
+    }
+
+    /// For every batch norm followed only by a ReLU or ReLU6, that activation (node and kind),
+    /// fused into the training batch norm.
+    fn bn_act_chains(&self, keep: &[bool]) -> Vec<Option<(NodeId, effcnn_kernels::Activation)>> {
+        let nodes = &self.graph.nodes;
+        let sole = self.sole_consumers(keep);
+        (0..nodes.len())
+            .map(|i| {
+                if !matches!(nodes[i].op, Op::BatchNorm { .. }) {
+                    return None;
+                }
+                match nodes[sole[i]?].op {
+                    Op::Act { act: Act::Relu } => {
+                        Some((sole[i]?, effcnn_kernels::Activation::Relu))
+                    }
+                    Op::Act { act: Act::Relu6 } => {
+                        Some((sole[i]?, effcnn_kernels::Activation::Relu6))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// For every convolution whose output feeds only a batch norm and/or an activation (which
+    /// feed nothing else and are not captured), the chain to fuse at inference.
+    fn fusion_chains(&self, keep: &[bool]) -> Vec<Option<Chain>> {
+        let nodes = &self.graph.nodes;
+        let sole_of = self.sole_consumers(keep);
+        let sole = |j: NodeId| sole_of[j];
         (0..nodes.len())
             .map(|i| {
                 let Op::Conv(c) = &nodes[i].op else {
@@ -609,7 +655,12 @@ impl EffNet {
                 let Slot::Bn(s) = self.slots[id] else {
                     unreachable!("bn slot")
                 };
-                bn_forward(&self.bns[s], args.swap_remove(0), training)
+                bn_forward(
+                    &self.bns[s],
+                    args.swap_remove(0),
+                    training,
+                    effcnn_kernels::Activation::Identity,
+                )
             }
             Op::Act { act } => act_forward(*act, args.swap_remove(0)),
             Op::MaxPool { k, stride, pad } => max_pool2d(
@@ -699,7 +750,14 @@ impl EffNet {
 /// Batch norm with PyTorch semantics: running statistics in eval; in training, batch
 /// statistics and a running-average update with momentum [`BN_MOMENTUM`] and the unbiased
 /// batch variance.
-fn bn_forward(bn: &BatchNorm, x: Tensor<4>, training: bool) -> Tensor<4> {
+/// Batch norm (running statistics updated in training), then `act` — which must be the identity
+/// unless training on a device for which `effcnn_kernels::accelerated` holds.
+fn bn_forward(
+    bn: &BatchNorm,
+    x: Tensor<4>,
+    training: bool,
+    act: effcnn_kernels::Activation,
+) -> Tensor<4> {
     let device = x.device();
     if !training {
         return batch_norm(
@@ -715,7 +773,7 @@ fn bn_forward(bn: &BatchNorm, x: Tensor<4>, training: bool) -> Tensor<4> {
     let count = (n * h * w) as f64;
     let out = if effcnn_kernels::accelerated(&device) {
         let (output, mean, variance) =
-            effcnn_kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+            effcnn_kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon, act);
         burn::tensor::module::BatchNormTrainOutput {
             output,
             mean,
