@@ -627,6 +627,19 @@ impl Session {
     }
 }
 
+/// A stratified sample of `n` images of `ds` (every class in proportion, a fixed seed so every
+/// run with the same limit sees the same images); `ds` itself when `n` covers it.
+fn limit(ds: Dataset, n: Option<usize>) -> Result<Dataset> {
+    match n {
+        Some(n) if n < ds.len() => {
+            let (_, mut sample) = ds.split_validation(n as f32 / ds.len() as f32, 0)?;
+            sample.source = format!("{} (stratified sample of {})", ds.source, sample.len());
+            Ok(sample)
+        }
+        _ => Ok(ds),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -668,18 +681,5 @@ mod tests {
         assert_ne!(step_seed(1, 0, 1), step_seed(1, 1, 0));
         assert_ne!(step_seed(1, 0, 0), step_seed(2, 0, 0));
         assert_eq!(step_seed(5, 3, 7), step_seed(5, 3, 7));
-    }
-}
-
-/// A stratified sample of `n` images of `ds` (every class in proportion, a fixed seed so every
-/// run with the same limit sees the same images); `ds` itself when `n` covers it.
-fn limit(ds: Dataset, n: Option<usize>) -> Result<Dataset> {
-    match n {
-        Some(n) if n < ds.len() => {
-            let (_, mut sample) = ds.split_validation(n as f32 / ds.len() as f32, 0)?;
-            sample.source = format!("{} (stratified sample of {})", ds.source, sample.len());
-            Ok(sample)
-        }
-        _ => Ok(ds),
     }
 }
