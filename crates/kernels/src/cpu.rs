@@ -20,6 +20,36 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
+/// Defines a leaf loop function twice — as written (baseline x86-64 / any target) and compiled
+/// with AVX2 + FMA — and dispatches at run time (the check is a cached load). The bodies are
+/// plain loops over slices that the compiler vectorises; this only widens the vectors.
+macro_rules! simd_fn {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn imp($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
+                    imp($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU supports the features `wide` is compiled for.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
 /// Chunks of images whose weight gradients are summed separately (and in parallel) before being
 /// added in order; fixed, so the summation order never depends on the thread count.
 const DW_CHUNKS: usize = 8;
@@ -325,8 +355,14 @@ pub struct Epilogue<'a> {
 
 impl Epilogue<'_> {
     fn apply(&self, ch: usize, plane: &mut [f32]) {
-        let (a, b) = (self.scale[ch], self.shift[ch]);
-        match self.act {
+        affine_act(plane, self.scale[ch], self.shift[ch], self.act);
+    }
+}
+
+simd_fn! {
+    /// `v = act(v · a + b)` over a plane.
+    fn affine_act(plane: &mut [f32], a: f32, b: f32, act: Activation) {
+        match act {
             Activation::Identity => plane.iter_mut().for_each(|v| *v = *v * a + b),
             Activation::Relu => plane.iter_mut().for_each(|v| *v = (*v * a + b).max(0.0)),
             Activation::Relu6 => plane
@@ -511,6 +547,7 @@ pub fn conv2d_backward(
     (dx, dw)
 }
 
+simd_fn! {
 /// One depthwise plane: `out[ho × wo] = Σ_ij k[i, j] · x[oh·s + i − p, ow·s + j − p]`.
 ///
 /// Loops run kernel tap by kernel tap over whole output rows, so the innermost loop is a
@@ -568,14 +605,23 @@ fn depthwise_plane_forward(
         }
     }
 }
+}
 
 /// Depthwise input gradient: one plane per task.
 fn depthwise_dx(weight: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
-    let (hw, wo, howo, kk) = (g.h * g.w, g.wo(), g.ho() * g.wo(), g.kh * g.kw);
+    let (hw, howo, kk) = (g.h * g.w, g.ho() * g.wo(), g.kh * g.kw);
     let mut dx = vec![0.0f32; g.x_len()];
     dx.par_chunks_mut(hw).enumerate().for_each(|(p, dxp)| {
         let k = &weight[(p % g.c) * kk..][..kk];
-        let dyp = &dy[p * howo..][..howo];
+        depthwise_plane_dx(k, &dy[p * howo..][..howo], g, dxp);
+    });
+    dx
+}
+
+simd_fn! {
+    /// One plane of the depthwise input gradient: `dx[ih, iw] += k[i, j] · dy[oh, ow]`.
+    fn depthwise_plane_dx(k: &[f32], dyp: &[f32], g: &ConvGeom, dxp: &mut [f32]) {
+        let wo = g.wo();
         for (oh, dyr) in dyp.chunks_exact(wo).enumerate() {
             for i in 0..g.kh {
                 let Some(ih) = in_row(oh, i, g) else {
@@ -598,52 +644,58 @@ fn depthwise_dx(weight: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
                 }
             }
         }
-    });
-    dx
+    }
 }
 
 /// Depthwise weight gradient: one channel per task, summed over the batch.
 fn depthwise_dw(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
-    let (hw, wo, howo, kk) = (g.h * g.w, g.wo(), g.ho() * g.wo(), g.kh * g.kw);
+    let (hw, howo, kk) = (g.h * g.w, g.ho() * g.wo(), g.kh * g.kw);
     let mut dw = vec![0.0f32; g.w_len()];
     dw.par_chunks_mut(kk).enumerate().for_each(|(ch, k)| {
+        let mut acc = vec![0.0f64; kk];
         for img in 0..g.n {
             let p = img * g.c + ch;
-            let xp = &x[p * hw..][..hw];
-            let dyp = &dy[p * howo..][..howo];
-            for (oh, dyr) in dyp.chunks_exact(wo).enumerate() {
-                for i in 0..g.kh {
-                    let Some(ih) = in_row(oh, i, g) else {
-                        continue;
-                    };
-                    let xr = &xp[ih * g.w..][..g.w];
-                    for j in 0..g.kw {
-                        let (lo, hi) = valid_cols(wo, g.w, g.sw, j, g.pl);
-                        let mut acc = 0.0f32;
-                        if g.sw == 1 {
-                            let start = lo + j - g.pl;
-                            for (a, b) in xr[start..start + (hi - lo)].iter().zip(&dyr[lo..hi]) {
-                                acc += a * b;
-                            }
-                        } else {
-                            for ow in lo..hi {
-                                acc += xr[ow * g.sw + j - g.pl] * dyr[ow];
-                            }
-                        }
-                        k[i * g.kw + j] += acc;
-                    }
-                }
-            }
+            depthwise_plane_dw(&x[p * hw..][..hw], &dy[p * howo..][..howo], g, &mut acc);
+        }
+        for (d, a) in k.iter_mut().zip(&acc) {
+            *d = *a as f32;
         }
     });
     dw
+}
+
+simd_fn! {
+    /// One plane's contribution to the depthwise weight gradient:
+    /// `acc[i, j] += Σ_{oh, ow} dy[oh, ow] · x[oh·s + i − p, ow·s + j − p]`.
+    fn depthwise_plane_dw(xp: &[f32], dyp: &[f32], g: &ConvGeom, acc: &mut [f64]) {
+        let wo = g.wo();
+        for (oh, dyr) in dyp.chunks_exact(wo).enumerate() {
+            for i in 0..g.kh {
+                let Some(ih) = in_row(oh, i, g) else {
+                    continue;
+                };
+                let xr = &xp[ih * g.w..][..g.w];
+                for j in 0..g.kw {
+                    let (lo, hi) = valid_cols(wo, g.w, g.sw, j, g.pl);
+                    acc[i * g.kw + j] += if g.sw == 1 {
+                        let start = lo + j - g.pl;
+                        lane_sum(&xr[start..start + (hi - lo)], &dyr[lo..hi], |a, b| a * b)
+                    } else {
+                        (lo..hi)
+                            .map(|ow| (xr[ow * g.sw + j - g.pl] * dyr[ow]) as f64)
+                            .sum::<f64>()
+                    };
+                }
+            }
+        }
+    }
 }
 
 /// Lanes of the vectorised reductions below (independent f32 accumulators, combined in f64).
 const LANES: usize = 16;
 
 /// `Σ f(a[i], b[i])` with [`LANES`] f32 accumulators (vectorisable), the total in f64.
-#[inline]
+#[inline(always)]
 fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
     let mut acc = [0.0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -682,16 +734,7 @@ pub fn batch_norm_train_forward(
     // Two passes per channel: the mean, then the centred sum of squares.
     let stats: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
-        .map(|ch| {
-            let plane = |img: usize| &x[(img * c + ch) * hw..][..hw];
-            let sum: f64 = (0..n).map(|i| lane_sum(plane(i), plane(i), |v, _| v)).sum();
-            let mean = sum / count;
-            let m = mean as f32;
-            let ss: f64 = (0..n)
-                .map(|i| lane_sum(plane(i), plane(i), |v, _| (v - m) * (v - m)))
-                .sum();
-            (m, (ss / count) as f32)
-        })
+        .map(|ch| channel_stats(x, n, c, hw, ch, count))
         .collect();
     let (mean, var): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
     let scale: Vec<f32> = (0..c)
@@ -760,14 +803,7 @@ pub fn batch_norm_train_backward(
     let sums: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let m = mean[ch];
-            let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);
-            for img in 0..n {
-                let off = (img * c + ch) * hw;
-                let (g, v) = (&dy[off..off + hw], &x[off..off + hw]);
-                sdy += lane_sum(g, g, |a, _| a);
-                sdyx += lane_sum(g, v, |a, b| a * (b - m));
-            }
+            let (sdy, sdyx) = channel_grad_sums(x, dy, n, c, hw, ch, mean[ch]);
             ((sdyx * inv_std[ch]) as f32, sdy as f32)
         })
         .collect();
@@ -780,16 +816,61 @@ pub fn batch_norm_train_backward(
         let mb = (dbeta[ch] as f64 / count) as f32;
         let is = inv_std[ch] as f32;
         let mg = (dgamma[ch] as f64 / count) as f32;
-        let m = mean[ch];
-        for ((o, &g), &v) in out
-            .iter_mut()
-            .zip(&dy[p * hw..][..hw])
-            .zip(&x[p * hw..][..hw])
-        {
-            *o = k * (g - mb - (v - m) * is * mg);
-        }
+        bn_dx_plane(
+            out,
+            &dy[p * hw..][..hw],
+            &x[p * hw..][..hw],
+            k,
+            mb,
+            mean[ch],
+            is * mg,
+        );
     });
     (dx, dgamma, dbeta)
+}
+
+simd_fn! {
+    /// Batch mean and biased variance of channel `ch` (two passes: mean, centred squares).
+    fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize, ch: usize, count: f64) -> (f32, f32) {
+        let plane = |img: usize| &x[(img * c + ch) * hw..][..hw];
+        let sum: f64 = (0..n).map(|i| lane_sum(plane(i), plane(i), |v, _| v)).sum();
+        let m = (sum / count) as f32;
+        let ss: f64 = (0..n)
+            .map(|i| lane_sum(plane(i), plane(i), |v, _| (v - m) * (v - m)))
+            .sum();
+        (m, (ss / count) as f32)
+    }
+}
+
+simd_fn! {
+    /// `(Σ dy, Σ dy · (x − m))` over channel `ch`.
+    fn channel_grad_sums(
+        x: &[f32],
+        dy: &[f32],
+        n: usize,
+        c: usize,
+        hw: usize,
+        ch: usize,
+        m: f32,
+    ) -> (f64, f64) {
+        let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);
+        for img in 0..n {
+            let off = (img * c + ch) * hw;
+            let (g, v) = (&dy[off..off + hw], &x[off..off + hw]);
+            sdy += lane_sum(g, g, |a, _| a);
+            sdyx += lane_sum(g, v, |a, b| a * (b - m));
+        }
+        (sdy, sdyx)
+    }
+}
+
+simd_fn! {
+    /// `dx = k · (dy − mb − (x − m) · s)` over a plane.
+    fn bn_dx_plane(out: &mut [f32], dy: &[f32], x: &[f32], k: f32, mb: f32, m: f32, s: f32) {
+        for ((o, &g), &v) in out.iter_mut().zip(dy).zip(x) {
+            *o = k * (g - mb - (v - m) * s);
+        }
+    }
 }
 
 #[cfg(test)]
