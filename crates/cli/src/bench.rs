@@ -425,7 +425,8 @@ pub fn profile_tables(r: &BenchResult, p: &LayerProfile, top: usize) -> [Table; 
     }
     t.push_note(format!(
         "median per node over {} profiled runs; sum {:.2} ms vs {:.2} ms unprofiled median \
-         (each node's output is read back, adding sync overhead); MACs per image",
+         (each node is run and read back on its own; the unprofiled run fuses every conv with \
+         its batch norm and activation); MACs per image",
         p.runs, p.total_ms, r.median_ms
     ));
     let mut k = Table::new(

@@ -18,6 +18,7 @@
 
 use std::borrow::Cow;
 
+use effcnn_arch::Act;
 use rayon::prelude::*;
 
 /// Defines a leaf loop function twice — as written (baseline x86-64 / any target) and compiled
@@ -306,37 +307,21 @@ fn check(g: &ConvGeom, x: usize, w: usize, y: usize, xl: usize, wl: usize, yl: u
     assert_eq!(y, yl, "output length does not match {g:?}");
 }
 
-/// An activation applied by [`Epilogue`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// No activation.
-    Identity,
-    /// max(x, 0).
-    Relu,
-    /// min(max(x, 0), 6).
-    Relu6,
-    /// x · sigmoid(x).
-    Silu,
-    /// 1 / (1 + e^−x).
-    Sigmoid,
-    /// x · relu6(x + 3) / 6.
-    HardSwish,
-    /// relu6(x + 3) / 6.
-    HardSigmoid,
-}
+/// The activation an [`Epilogue`] or a fused batch norm applies: a graph activation, or `None`
+/// for the identity.
+pub type Activation = Option<Act>;
 
-impl Activation {
-    #[inline]
-    fn apply(self, v: f32) -> f32 {
-        match self {
-            Activation::Identity => v,
-            Activation::Relu => v.max(0.0),
-            Activation::Relu6 => v.clamp(0.0, 6.0),
-            Activation::Silu => v / (1.0 + (-v).exp()),
-            Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
-            Activation::HardSwish => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
-            Activation::HardSigmoid => (v + 3.0).clamp(0.0, 6.0) / 6.0,
-        }
+/// `act(v)` for one value.
+#[inline]
+fn activate(act: Activation, v: f32) -> f32 {
+    match act {
+        None => v,
+        Some(Act::Relu) => v.max(0.0),
+        Some(Act::Relu6) => v.clamp(0.0, 6.0),
+        Some(Act::Silu) => v / (1.0 + (-v).exp()),
+        Some(Act::Sigmoid) => 1.0 / (1.0 + (-v).exp()),
+        Some(Act::HardSwish) => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
+        Some(Act::HardSigmoid) => (v + 3.0).clamp(0.0, 6.0) / 6.0,
     }
 }
 
@@ -363,12 +348,12 @@ simd_fn! {
     /// `v = act(v · a + b)` over a plane.
     fn affine_act(plane: &mut [f32], a: f32, b: f32, act: Activation) {
         match act {
-            Activation::Identity => plane.iter_mut().for_each(|v| *v = *v * a + b),
-            Activation::Relu => plane.iter_mut().for_each(|v| *v = (*v * a + b).max(0.0)),
-            Activation::Relu6 => plane
+            None => plane.iter_mut().for_each(|v| *v = *v * a + b),
+            Some(Act::Relu) => plane.iter_mut().for_each(|v| *v = (*v * a + b).max(0.0)),
+            Some(Act::Relu6) => plane
                 .iter_mut()
                 .for_each(|v| *v = (*v * a + b).clamp(0.0, 6.0)),
-            act => plane.iter_mut().for_each(|v| *v = act.apply(*v * a + b)),
+            act => plane.iter_mut().for_each(|v| *v = activate(act, *v * a + b)),
         }
     }
 }
@@ -755,10 +740,7 @@ pub fn batch_norm_train_forward(
 
 /// Activations [`batch_norm_train_forward`] can fuse (their gradient is a mask of the output).
 pub fn bn_act_supported(act: Activation) -> bool {
-    matches!(
-        act,
-        Activation::Identity | Activation::Relu | Activation::Relu6
-    )
+    matches!(act, None | Some(Act::Relu) | Some(Act::Relu6))
 }
 
 /// Gradients of [`batch_norm_train_forward`] for an output gradient `dy`, given the batch
@@ -781,14 +763,14 @@ pub fn batch_norm_train_backward(
     );
     // The activation's gradient: dy where the output was not clipped, 0 elsewhere.
     let masked: Cow<'_, [f32]> = match (act, y) {
-        (Activation::Identity, _) => Cow::Borrowed(dy),
-        (Activation::Relu, Some(y)) => Cow::Owned(
+        (None, _) => Cow::Borrowed(dy),
+        (Some(Act::Relu), Some(y)) => Cow::Owned(
             dy.iter()
                 .zip(y)
                 .map(|(&g, &v)| if v > 0.0 { g } else { 0.0 })
                 .collect(),
         ),
-        (Activation::Relu6, Some(y)) => Cow::Owned(
+        (Some(Act::Relu6), Some(y)) => Cow::Owned(
             dy.iter()
                 .zip(y)
                 .map(|(&g, &v)| if v > 0.0 && v < 6.0 { g } else { 0.0 })

@@ -20,6 +20,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_autodiff::NodeId;
 use burn_flex::FlexTensor;
+use effcnn_arch::Act;
 
 use crate::cpu::{
     batch_norm_train_backward, batch_norm_train_forward, conv2d_backward, conv2d_forward,
@@ -189,9 +190,8 @@ impl ConvKernels for Flex {
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let dims = bn_geometry(&x, &[&gamma, &beta]);
         let Some(dims) = dims.filter(|_| crate::cpu::bn_act_supported(act)) else {
-            assert_eq!(
-                act,
-                Activation::Identity,
+            assert!(
+                act.is_none(),
                 "batch norm: unsupported shapes or activation"
             );
             let r = Flex::batch_norm_train(x, gamma, beta, epsilon);
@@ -238,11 +238,7 @@ fn bn_backward_flex(
     } = saved;
     let Some(dims) = bn_geometry(&x, &[&gamma, &mean, &var]) else {
         // Only reachable for shapes the forward pass also handed to burn (identity only).
-        assert_eq!(
-            act,
-            Activation::Identity,
-            "batch norm backward: unexpected shapes"
-        );
+        assert!(act.is_none(), "batch norm backward: unexpected shapes");
         let r = Flex::batch_norm_train_backward(x, gamma, mean, var, epsilon, dy);
         return (r.x_grad, r.gamma_grad, r.beta_grad);
     };
@@ -386,13 +382,13 @@ impl<C: CheckpointStrategy> ConvKernels for Autodiff<Flex, C> {
         let y = Self::float_add(Self::float_mul(y, per_channel(scale)), per_channel(shift));
         let hard_sigmoid = |t| Self::hard_sigmoid(t, (1.0 / 6.0).into(), 0.5.into());
         match act {
-            Activation::Identity => y,
-            Activation::Relu => Self::relu(y),
-            Activation::Relu6 => Self::float_clamp(y, 0.0.into(), 6.0.into()),
-            Activation::Sigmoid => Self::sigmoid(y),
-            Activation::Silu => Self::float_mul(y.clone(), Self::sigmoid(y)),
-            Activation::HardSigmoid => hard_sigmoid(y),
-            Activation::HardSwish => Self::float_mul(y.clone(), hard_sigmoid(y)),
+            None => y,
+            Some(Act::Relu) => Self::relu(y),
+            Some(Act::Relu6) => Self::float_clamp(y, 0.0.into(), 6.0.into()),
+            Some(Act::Sigmoid) => Self::sigmoid(y),
+            Some(Act::Silu) => Self::float_mul(y.clone(), Self::sigmoid(y)),
+            Some(Act::HardSigmoid) => hard_sigmoid(y),
+            Some(Act::HardSwish) => Self::float_mul(y.clone(), hard_sigmoid(y)),
         }
     }
 
@@ -427,7 +423,7 @@ impl<C: CheckpointStrategy> ConvKernels for Autodiff<Flex, C> {
                     var,
                     epsilon,
                     act,
-                    y: (act != Activation::Identity).then(|| y.clone()),
+                    y: act.is_some().then(|| y.clone()),
                 };
                 prep.finish((x_state, gamma_state, saved), y)
             }

@@ -6,6 +6,7 @@
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
+use effcnn_arch::Act;
 use effcnn_kernels::{accelerated, conv2d};
 
 #[derive(Debug, Clone, Copy)]
@@ -224,10 +225,9 @@ fn inference_without_autodiff_matches_burn() {
 fn batch_norm_train_matches_burn() {
     use burn::tensor::activation::relu;
     use burn::tensor::module::batch_norm_train as burn_bn;
-    use effcnn_kernels::Activation;
     let device = Device::flex().autodiff();
     let shapes = [[4, 3, 5, 7], [1, 6, 3, 3], [8, 5, 1, 1], [2, 16, 9, 4]];
-    let acts = [Activation::Identity, Activation::Relu, Activation::Relu6];
+    let acts = [None, Some(Act::Relu), Some(Act::Relu6)];
     for (seed, (dims, act)) in shapes
         .iter()
         .flat_map(|d| acts.iter().map(move |a| (*d, *a)))
@@ -255,8 +255,8 @@ fn batch_norm_train_matches_burn() {
             effcnn_kernels::batch_norm_train(xa.clone(), ga.clone(), ba.clone(), 1e-5, act);
         let rb = burn_bn(xb.clone(), gb.clone(), bb.clone(), 1e-5);
         let yb = match act {
-            Activation::Relu => relu(rb.output),
-            Activation::Relu6 => rb.output.clamp(0.0, 6.0),
+            Some(Act::Relu) => relu(rb.output),
+            Some(Act::Relu6) => rb.output.clamp(0.0, 6.0),
             _ => rb.output,
         };
         let v1 = |t: Tensor<1>| t.into_data().try_into_vec::<f32>().unwrap();
@@ -332,16 +332,16 @@ fn gradients_are_bit_identical_across_thread_counts() {
 #[test]
 fn fused_conv_matches_burn_composition() {
     use burn::tensor::activation::{relu, sigmoid};
-    use effcnn_kernels::{conv2d_fused, Activation};
+    use effcnn_kernels::conv2d_fused;
     let device = Device::flex();
     let acts = [
-        Activation::Identity,
-        Activation::Relu,
-        Activation::Relu6,
-        Activation::Silu,
-        Activation::Sigmoid,
-        Activation::HardSwish,
-        Activation::HardSigmoid,
+        None,
+        Some(Act::Relu),
+        Some(Act::Relu6),
+        Some(Act::Silu),
+        Some(Act::Sigmoid),
+        Some(Act::HardSwish),
+        Some(Act::HardSigmoid),
     ];
     for (i, (c, act)) in [
         case(6, 6, 3, 2, 1, 6),
@@ -380,13 +380,13 @@ fn fused_conv_matches_burn_composition() {
             + shift.reshape([1, c.co, 1, 1]);
         let hsig = |t: Tensor<4>| t.add_scalar(3.0).clamp(0.0, 6.0).div_scalar(6.0);
         let want = match act {
-            Activation::Identity => y,
-            Activation::Relu => relu(y),
-            Activation::Relu6 => y.clamp(0.0, 6.0),
-            Activation::Silu => y.clone() * sigmoid(y),
-            Activation::Sigmoid => sigmoid(y),
-            Activation::HardSwish => y.clone() * hsig(y),
-            Activation::HardSigmoid => hsig(y),
+            None => y,
+            Some(Act::Relu) => relu(y),
+            Some(Act::Relu6) => y.clamp(0.0, 6.0),
+            Some(Act::Silu) => y.clone() * sigmoid(y),
+            Some(Act::Sigmoid) => sigmoid(y),
+            Some(Act::HardSwish) => y.clone() * hsig(y),
+            Some(Act::HardSigmoid) => hsig(y),
         };
         let e = rel_err(&vals(got), &vals(want));
         assert!(e < 1e-5, "{c:?} {act:?}: {e}");

@@ -523,12 +523,8 @@ impl EffNet {
                     return None;
                 }
                 match nodes[sole[i]?].op {
-                    Op::Act { act: Act::Relu } => {
-                        Some((sole[i]?, effcnn_kernels::Activation::Relu))
-                    }
-                    Op::Act { act: Act::Relu6 } => {
-                        Some((sole[i]?, effcnn_kernels::Activation::Relu6))
-                    }
+                    Op::Act { act: Act::Relu } => Some((sole[i]?, Some(Act::Relu))),
+                    Op::Act { act: Act::Relu6 } => Some((sole[i]?, Some(Act::Relu6))),
                     _ => None,
                 }
             })
@@ -596,15 +592,7 @@ impl EffNet {
                     .map_or_else(|| Tensor::zeros([c.cout], &device), |b| b.val()),
             ),
         };
-        let act = match chain.act.map(|(_, a)| a) {
-            None => effcnn_kernels::Activation::Identity,
-            Some(Act::Relu) => effcnn_kernels::Activation::Relu,
-            Some(Act::Relu6) => effcnn_kernels::Activation::Relu6,
-            Some(Act::Silu) => effcnn_kernels::Activation::Silu,
-            Some(Act::Sigmoid) => effcnn_kernels::Activation::Sigmoid,
-            Some(Act::HardSwish) => effcnn_kernels::Activation::HardSwish,
-            Some(Act::HardSigmoid) => effcnn_kernels::Activation::HardSigmoid,
-        };
+        let act = chain.act.map(|(_, a)| a);
         let options = ConvOptions {
             stride: [c.stride.0, c.stride.1],
             padding: [(t, b), (l, r)],
@@ -655,12 +643,7 @@ impl EffNet {
                 let Slot::Bn(s) = self.slots[id] else {
                     unreachable!("bn slot")
                 };
-                bn_forward(
-                    &self.bns[s],
-                    args.swap_remove(0),
-                    training,
-                    effcnn_kernels::Activation::Identity,
-                )
+                bn_forward(&self.bns[s], args.swap_remove(0), training, None)
             }
             Op::Act { act } => act_forward(*act, args.swap_remove(0)),
             Op::MaxPool { k, stride, pad } => max_pool2d(
