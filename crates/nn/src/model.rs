@@ -829,6 +829,18 @@ mod tests {
         assert!(times.iter().map(|(_, d)| d.as_secs_f64()).sum::<f64>() > 0.0);
         let a: Vec<f32> = logits.into_data().try_to_vec().unwrap();
         let b: Vec<f32> = model.forward(x).into_data().try_to_vec().unwrap();
-        assert_eq!(a, b, "profiling does not change the result");
+        // The profile runs node by node; the plain forward fuses conv + BN + activation, so the
+        // two agree to float rounding.
+        let err: f32 = a
+            .iter()
+            .zip(&b)
+            .map(|(p, q)| (p - q).powi(2))
+            .sum::<f32>()
+            .sqrt()
+            / b.iter().map(|q| q * q).sum::<f32>().sqrt().max(1e-30);
+        assert!(
+            err < 1e-5,
+            "profiled and fused forward differ: relative L2 {err}"
+        );
     }
 }
