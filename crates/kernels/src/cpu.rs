@@ -562,86 +562,34 @@ fn depthwise_plane_forward(
             }
         }
     }
-    // Per kernel column j: the valid output columns, and the phase p and offset q with input
-    // column `ow·s + j − pad = (ow + q)·s + p`.
-    let taps: Vec<(usize, usize, usize, isize)> = (0..g.kw)
-        .map(|j| {
-            let (lo, hi) = valid_cols(wo, g.w, s, j, g.pl);
-            let d = j as isize - g.pl as isize;
-            (lo, hi, d.rem_euclid(s as isize) as usize, d.div_euclid(s as isize))
-        })
-        .collect();
-    // Output columns where every tap is valid: there the taps of a kernel row are applied in
-    // one pass (3 or 5 taps at once); the few edge columns go tap by tap.
-    let (ilo, ihi) = taps.iter().fold((0, wo), |(a, b), t| (a.max(t.0), b.min(t.1)));
-    let fused = ilo < ihi && matches!(g.kw, 3 | 5);
-    let row = |p: usize, ih: usize| -> &[f32] {
-        if s == 1 {
-            &x[ih * g.w..][..g.w]
-        } else {
-            &scratch[(p * g.h + ih) * wp..][..wp]
+    for j in 0..g.kw {
+        let (lo, hi) = valid_cols(wo, g.w, s, j, g.pl);
+        if lo >= hi {
+            continue;
         }
-    };
-    for oh in 0..ho {
-        let o = &mut out[oh * wo..][..wo];
+        // Input column of output column `ow` is `ow·s + d` = `(ow + q)·s + p`.
+        let d = j as isize - g.pl as isize;
+        let (p, q) = (d.rem_euclid(s as isize) as usize, d.div_euclid(s as isize));
+        let start = (lo as isize + q) as usize;
         for i in 0..g.kh {
-            let Some(ih) = in_row(oh, i, g) else {
-                continue;
-            };
-            let kr = &k[i * g.kw..][..g.kw];
-            for (j, &(lo, hi, p, q)) in taps.iter().enumerate() {
-                let src = row(p, ih);
-                // Tap by tap over [lo, hi), or only over its edges when the row is fused.
-                let ranges = if fused {
-                    [(lo, ilo.max(lo)), (ihi.min(hi).max(lo), hi)]
-                } else {
-                    [(lo, hi), (hi, hi)]
+            let kv = k[i * g.kw + j];
+            for oh in 0..ho {
+                let Some(ih) = in_row(oh, i, g) else {
+                    continue;
                 };
-                for (a, b) in ranges {
-                    if a >= b {
-                        continue;
-                    }
-                    let start = (a as isize + q) as usize;
-                    for (d, v) in o[a..b].iter_mut().zip(&src[start..start + (b - a)]) {
-                        *d += kr[j] * v;
-                    }
-                }
-            }
-            if fused {
-                let n = ihi - ilo;
-                let src = |j: usize| {
-                    let (_, _, p, q) = taps[j];
-                    &row(p, ih)[(ilo as isize + q) as usize..][..n]
-                };
-                if g.kw == 3 {
-                    taps_row::<3>(&mut o[ilo..ihi], [src(0), src(1), src(2)], kr);
+                let src = if s == 1 {
+                    &x[ih * g.w..][..g.w]
                 } else {
-                    taps_row::<5>(
-                        &mut o[ilo..ihi],
-                        [src(0), src(1), src(2), src(3), src(4)],
-                        kr,
-                    );
+                    &scratch[(p * g.h + ih) * wp..][..wp]
+                };
+                let o = &mut out[oh * wo..][..wo];
+                for (d, v) in o[lo..hi].iter_mut().zip(&src[start..start + (hi - lo)]) {
+                    *d += kv * v;
                 }
             }
         }
     }
 }
-}
-
-/// `o[t] += Σ_j k[j] · src[j][t]` for `K` taps in one pass (inlined into the vectorised
-/// callers).
-#[inline(always)]
-fn taps_row<const K: usize>(o: &mut [f32], src: [&[f32]; K], k: &[f32]) {
-    let n = o.len();
-    let src = src.map(|s| &s[..n]);
-    let k: [f32; K] = std::array::from_fn(|j| k[j]);
-    for t in 0..n {
-        let mut acc = o[t];
-        for j in 0..K {
-            acc += k[j] * src[j][t];
-        }
-        o[t] = acc;
-    }
 }
 
 /// Depthwise input gradient: one plane per task.
