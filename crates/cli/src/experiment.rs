@@ -12,6 +12,7 @@ use effcnn_train::{train, ProfileName, ProgressMode, RunOptions, RunSummary, Tra
 use crate::bench::{measure, set_threads, Timing};
 use crate::common::out;
 use crate::compare::scatter;
+use crate::train_cmds::SampleArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Which {
@@ -41,12 +42,8 @@ pub struct ExperimentArgs {
     pub models: Vec<String>,
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
-    /// Train every run on a stratified sample of this many training images.
-    #[arg(long)]
-    pub train_limit: Option<usize>,
-    /// Evaluate every run on a stratified sample of this many test images.
-    #[arg(long)]
-    pub test_limit: Option<usize>,
+    #[command(flatten)]
+    pub sample: SampleArgs,
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -131,6 +128,20 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
         effcnn_arch::entry(m)?;
     }
     let threads = set_threads(a.threads)?;
+    let config = |m: &str, seed: usize| -> Result<TrainConfig> {
+        let mut c = TrainConfig::recommended(m, ProfileName::Cifar, &p.data);
+        c.epochs = p.epochs;
+        c.seed = seed as u64;
+        c.batch_size = a.batch_size;
+        a.sample.apply(&mut c);
+        c.threads = Some(threads);
+        c.validate().context("invalid experiment flags")?;
+        Ok(c)
+    };
+    // Every run's flags are checked before anything is written.
+    for m in &p.models {
+        config(m, 0)?;
+    }
     std::fs::create_dir_all(a.out.join("runs"))
         .with_context(|| format!("--out {}: cannot create directory", a.out.display()))?;
     let mut results = Vec::new();
@@ -141,15 +152,8 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
         for seed in 0..p.seeds {
             let dir = a.out.join("runs").join(format!("{m}-s{seed}"));
             eprintln!("== {m} seed {seed} → {}", dir.display());
-            let mut c = TrainConfig::recommended(m, ProfileName::Cifar, &p.data);
-            c.epochs = p.epochs;
-            c.seed = seed as u64;
-            c.batch_size = a.batch_size;
-            c.train_limit = a.train_limit;
-            c.test_limit = a.test_limit;
-            c.threads = Some(threads);
             let s: RunSummary = train(
-                c,
+                config(m, seed)?,
                 &dir,
                 &RunOptions {
                     progress: ProgressMode::Auto,
@@ -245,12 +249,12 @@ fn report(a: &ExperimentArgs, p: &Plan, rs: &[ModelResult], threads: usize) -> R
          (config.json, metrics.jsonl, checkpoints, summary.json) and can be re-evaluated with `effcnn eval`.",
         p.data, p.epochs, a.batch_size, p.seeds, threads
     ));
-    if a.train_limit.is_some() || a.test_limit.is_some() {
+    if a.sample.train_limit.is_some() || a.sample.test_limit.is_some() {
         let lim = |n: Option<usize>| n.map_or("all".to_string(), |n| n.to_string());
         s.text(format!(
             "Stratified samples: {} training and {} test images per run (`--train-limit`, `--test-limit`).",
-            lim(a.train_limit),
-            lim(a.test_limit)
+            lim(a.sample.train_limit),
+            lim(a.sample.test_limit)
         ));
     }
     s.table(table(rs, p));

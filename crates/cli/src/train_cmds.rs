@@ -74,6 +74,26 @@ impl From<ProgressArg> for ProgressMode {
 }
 
 /// `effcnn train`: train a zoo model on CPU into a run folder.
+/// Stratified samples of the data, for quick runs (shared by `train` and `experiment`).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct SampleArgs {
+    /// Train on a stratified sample of exactly this many training images (all classes in turn;
+    /// the same images in every run).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Evaluate on a stratified sample of exactly this many test images.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+}
+
+impl SampleArgs {
+    /// Records the limits in a run's configuration.
+    pub fn apply(&self, c: &mut TrainConfig) {
+        c.train_limit = self.train_limit;
+        c.test_limit = self.test_limit;
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Zoo model (see `effcnn list`), e.g. dwsep_cnn, plain_cnn, mobilenet_v2.
@@ -134,12 +154,8 @@ pub struct TrainArgs {
     /// checkpoint is then chosen by validation accuracy.
     #[arg(long)]
     pub val_split: Option<f32>,
-    /// Train on a stratified sample of this many training images (quick experiments).
-    #[arg(long)]
-    pub train_limit: Option<usize>,
-    /// Evaluate on a stratified sample of this many test images.
-    #[arg(long)]
-    pub test_limit: Option<usize>,
+    #[command(flatten)]
+    pub sample: SampleArgs,
     /// Resize every image to this side length.
     #[arg(long)]
     pub image_size: Option<u32>,
@@ -233,8 +249,7 @@ impl TrainArgs {
         if let Some(v) = self.val_split {
             c.val_split = v;
         }
-        c.train_limit = self.train_limit;
-        c.test_limit = self.test_limit;
+        self.sample.apply(&mut c);
         c.image_size = self.image_size;
         c.classes = self.classes;
         c.threads = self.threads;

@@ -319,6 +319,10 @@ fn experiment_dwsep_trains_both_nets_and_writes_a_report() {
         "1",
         "--batch-size",
         "50",
+        "--train-limit",
+        "120",
+        "--test-limit",
+        "30",
         "--out",
         dir.to_str().unwrap(),
     ]);
@@ -343,7 +347,28 @@ fn experiment_dwsep_trains_both_nets_and_writes_a_report() {
     }
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("fewer parameters"), "{md}");
+    // The limits are exact stratified samples, recorded in every run's configuration.
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("runs/dwsep_cnn-s0/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cfg["resolved"]["train_images"], 120);
+    assert_eq!(cfg["resolved"]["test_images"], 30);
+    assert!(md.contains("120 training and 30 test images"), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
+    // A zero limit is refused before anything is written.
+    fails(
+        &[
+            "experiment",
+            "se",
+            "--test-limit",
+            "0",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        &["--test-limit", "at least 1"],
+    );
+    assert!(!dir.exists(), "nothing written for refused flags");
 }
 
 /// `../shared` beside the repository, when present (real weights and photos).

@@ -149,6 +149,45 @@ impl Dataset {
         })
     }
 
+    /// A stratified sample of exactly `min(n, len())` images, in their original order.
+    ///
+    /// Each class's images are shuffled (seeded with `seed`) and the classes are then taken in
+    /// turns — first image of every class, then the second, … — so every class gets `n / K`
+    /// images or one more while it has any left. The result is a pure function of
+    /// `(self, n, seed)`. `n` must be at least 1.
+    pub fn stratified_sample(&self, n: usize, seed: u64) -> Result<Dataset> {
+        if n == 0 {
+            return Err(DataError::InvalidArgument(
+                "a sample needs at least one image".into(),
+            ));
+        }
+        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); self.classes.len()];
+        for (i, &l) in self.labels.iter().enumerate() {
+            by_class[usize::from(l)].push(i);
+        }
+        for (c, members) in by_class.iter_mut().enumerate() {
+            Rng::from_parts(&[seed, 0x5A3B, c as u64]).shuffle(members);
+        }
+        let want = n.min(self.len());
+        let mut picked = Vec::with_capacity(want);
+        let mut round = 0;
+        while picked.len() < want {
+            for members in &by_class {
+                if picked.len() == want {
+                    break;
+                }
+                if let Some(&i) = members.get(round) {
+                    picked.push(i);
+                }
+            }
+            round += 1;
+        }
+        picked.sort_unstable();
+        let mut sample = self.subset(&picked)?;
+        sample.source = format!("{} (stratified sample of {want})", self.source);
+        Ok(sample)
+    }
+
     /// Splits off a validation set: returns `(train, validation)`.
     ///
     /// The split is stratified: from each class, `round(frac × count)` images chosen by a
@@ -261,6 +300,40 @@ impl Splits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stratified_sample_is_exact_balanced_and_ordered() {
+        // 3 classes of 5, 3 and 1 images.
+        let labels: Vec<u16> = [0u16, 0, 1, 0, 2, 1, 0, 1, 0].to_vec();
+        let ds = Dataset::new(
+            vec![0; labels.len() * 3],
+            labels,
+            vec!["a".into(), "b".into(), "c".into()],
+            1,
+            1,
+            "t",
+        )
+        .unwrap();
+        for n in 1..=ds.len() + 2 {
+            let s = ds.stratified_sample(n, 7).unwrap();
+            assert_eq!(s.len(), n.min(ds.len()), "exact size for n = {n}");
+            let counts = s.class_counts();
+            // Turn by turn: no class is two images ahead of another that still had images.
+            let full = ds.class_counts();
+            for a in 0..3 {
+                for b in 0..3 {
+                    if counts[b] < full[b] {
+                        assert!(counts[a] <= counts[b] + 1, "n = {n}: {counts:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            ds.stratified_sample(4, 7).unwrap().labels,
+            ds.stratified_sample(4, 7).unwrap().labels
+        );
+        assert!(ds.stratified_sample(0, 7).is_err());
+    }
 
     fn toy(n: usize, classes: usize) -> Dataset {
         let images = (0..n * 2 * 2 * 3).map(|v| (v % 251) as u8).collect();

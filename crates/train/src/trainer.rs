@@ -627,15 +627,11 @@ impl Session {
     }
 }
 
-/// A stratified sample of `n` images of `ds` (every class in proportion, a fixed seed so every
-/// run with the same limit sees the same images); `ds` itself when `n` covers it.
+/// `ds` cut to a stratified sample of `n` images when `n` is given and smaller than `ds`
+/// (a fixed seed, so every run with the same limit sees the same images).
 fn limit(ds: Dataset, n: Option<usize>) -> Result<Dataset> {
     match n {
-        Some(n) if n < ds.len() => {
-            let (_, mut sample) = ds.split_validation(n as f32 / ds.len() as f32, 0)?;
-            sample.source = format!("{} (stratified sample of {})", ds.source, sample.len());
-            Ok(sample)
-        }
+        Some(n) if n < ds.len() => Ok(ds.stratified_sample(n, 0)?),
         _ => Ok(ds),
     }
 }
