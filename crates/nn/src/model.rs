@@ -390,16 +390,7 @@ impl EffNet {
             if skip[i] {
                 continue;
             }
-            // Fetch the inputs: moved out at their last use, cloned (a cheap handle) otherwise.
-            let mut args: Vec<Tensor<4>> = Vec::with_capacity(node.inputs.len());
-            for &j in &node.inputs {
-                let t = if self.last_use[j] == i {
-                    values[j].take()
-                } else {
-                    values[j].clone()
-                };
-                args.push(t.expect("graph inputs come before their consumers"));
-            }
+            let mut args = self.take_inputs(i, &mut values);
             let (y, at) = match (&node.op, chains[i]) {
                 (Op::Input, _) => (input.take().expect("one input node"), i),
                 (Op::BatchNorm { .. }, _) if bn_acts[i].is_some() => {
@@ -464,15 +455,7 @@ impl EffNet {
         let mut input = Some(x);
         for (i, node) in nodes.iter().enumerate() {
             let t0 = Instant::now();
-            let mut args: Vec<Tensor<4>> = Vec::with_capacity(node.inputs.len());
-            for &j in &node.inputs {
-                let t = if self.last_use[j] == i {
-                    values[j].take()
-                } else {
-                    values[j].clone()
-                };
-                args.push(t.expect("graph inputs come before their consumers"));
-            }
+            let args = self.take_inputs(i, &mut values);
             let y = match &node.op {
                 Op::Input => input.take().expect("one input node"),
                 _ => self.apply(i, &node.op, args, training),
@@ -493,6 +476,23 @@ impl EffNet {
             .expect("output node was computed");
         let [n, c, h, w] = out.dims();
         (out.reshape([n, c * h * w]), times)
+    }
+
+    /// The inputs of node `i`: moved out of `values` at their last use, cloned (a cheap handle)
+    /// otherwise.
+    fn take_inputs(&self, i: NodeId, values: &mut [Option<Tensor<4>>]) -> Vec<Tensor<4>> {
+        self.graph.nodes[i]
+            .inputs
+            .iter()
+            .map(|&j| {
+                let t = if self.last_use[j] == i {
+                    values[j].take()
+                } else {
+                    values[j].clone()
+                };
+                t.expect("graph inputs come before their consumers")
+            })
+            .collect()
     }
 
     /// For each node, the node that alone consumes its output, if that output is an internal,
