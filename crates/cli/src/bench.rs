@@ -155,7 +155,7 @@ pub fn set_threads(threads: Option<usize>) -> Result<usize> {
 pub fn bench(a: BenchArgs) -> Result<()> {
     if a.device != "cpu" {
         bail!(
-            "--device {}: this build runs on cpu only (CUDA needs the `cuda` feature)",
+            "--device {}: effcnn runs on cpu only (no CUDA backend is built yet)",
             a.device
         );
     }
