@@ -63,11 +63,15 @@ fn weights(dir: &Path) -> effcnn_nn::TensorMap {
 fn sigkill_at_random_points_then_resume_equals_an_uninterrupted_run() {
     let bin = env!("CARGO_BIN_EXE_effcnn");
     let reference = tmp("reference");
+    let t_ref = Instant::now();
     let st = Command::new(bin)
         .args(train_args(&reference))
         .status()
         .unwrap();
     assert!(st.success());
+    // Kill delays are fractions of the uninterrupted run's time, so a faster build or machine
+    // still gets killed mid-run.
+    let full = t_ref.elapsed();
     let want = metrics(&reference);
     assert_eq!(want.len(), EPOCHS);
 
@@ -99,7 +103,7 @@ fn sigkill_at_random_points_then_resume_equals_an_uninterrupted_run() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let delay = Duration::from_millis(300 + next() % 2500);
+        let delay = full.mul_f64(0.1 + 0.6 * (next() % 1000) as f64 / 1000.0);
         let t = Instant::now();
         let mut finished = None;
         while t.elapsed() < delay {
