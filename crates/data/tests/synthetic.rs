@@ -43,14 +43,9 @@ fn shape_classes_and_balance() {
 }
 
 #[test]
-fn default_spec_is_fast() {
-    let t = std::time::Instant::now();
+fn default_spec_has_the_documented_sizes() {
     let s = load("synthetic", &LoadOptions::default()).unwrap();
-    let secs = t.elapsed().as_secs_f64();
-    println!("synthetic 5000 + 1000 images in {secs:.3} s");
     assert_eq!((s.train.len(), s.test.len()), (5000, 1000));
-    // The target is well under a second in an optimized build; leave room for slow CI.
-    assert!(secs < 10.0, "{secs} s");
 }
 
 /// Contrast- and colour-invariant hand-made features of one image: orientation of the
