@@ -11,6 +11,7 @@ pub mod cost;
 pub mod diagram;
 pub mod error;
 pub mod graph;
+pub mod liveness;
 pub mod zoo;
 
 pub use error::ArchError;

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod engine;
 pub mod error;
 pub mod model;
 pub mod parity;

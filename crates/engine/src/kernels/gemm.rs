@@ -1,0 +1,311 @@
+//! Packed-panel GEMM with a fused epilogue: `out = act2(act1(A · B + bias) + residual)`.
+//!
+//! `A` is `m × k` row-major with a row stride (an NHWC activation: rows are pixels, so a 1×1
+//! convolution reads its input in place), or an im2col view of an NHWC tensor that each task
+//! gathers block by block into a small scratch buffer. `B` is packed once at plan compile time
+//! into panels of `nr` = two vectors of columns, `[k][nr]` each, so the micro-kernel streams it
+//! linearly. The micro-kernel keeps an `MR × nr` tile in registers, broadcasting one `A` value
+//! per row and step; the epilogue (bias, activations, residual add) runs on the tile while it is
+//! in L1 and writes the result once.
+
+use effcnn_arch::Act;
+
+use super::act;
+use crate::simd::{multiversion, Simd};
+
+/// `B` (`k × n`) packed into column panels of `nr`, zero-padded to whole panels.
+#[derive(Debug, Clone)]
+pub struct PackedB {
+    pub k: usize,
+    pub n: usize,
+    pub nr: usize,
+    data: Vec<f32>,
+    /// Per-column bias, zero-padded to whole panels.
+    bias: Vec<f32>,
+}
+
+impl PackedB {
+    /// Pack `B[kk][col] = w(col, kk)` and its bias.
+    pub fn pack(
+        k: usize,
+        n: usize,
+        nr: usize,
+        w: impl Fn(usize, usize) -> f32,
+        bias: impl Fn(usize) -> f32,
+    ) -> PackedB {
+        let panels = n.div_ceil(nr);
+        let mut data = vec![0.0f32; panels * k * nr];
+        for p in 0..panels {
+            let base = p * k * nr;
+            for kk in 0..k {
+                for j in 0..nr {
+                    let col = p * nr + j;
+                    if col < n {
+                        data[base + kk * nr + j] = w(col, kk);
+                    }
+                }
+            }
+        }
+        let mut b = vec![0.0f32; panels * nr];
+        for (col, v) in b.iter_mut().enumerate().take(n) {
+            *v = bias(col);
+        }
+        PackedB {
+            k,
+            n,
+            nr,
+            data,
+            bias: b,
+        }
+    }
+
+    pub fn panels(&self) -> usize {
+        self.n.div_ceil(self.nr)
+    }
+
+    /// Bytes of packed weights.
+    pub fn bytes(&self) -> usize {
+        4 * (self.data.len() + self.bias.len())
+    }
+}
+
+/// Where the rows of `A` come from.
+#[derive(Debug, Clone, Copy)]
+pub enum ASrc {
+    /// Row `r` is `a[r * lda ..][..k]`.
+    Direct { a: *const f32, lda: usize },
+    /// An im2col view of an NHWC tensor (rows = output pixels, `k = kh·kw·cin` in (ky, kx, ci)
+    /// order), gathered per block.
+    Im2col(Im2col),
+}
+
+/// Geometry of an im2col view: input `n × h × w` pixels with row stride `ldx`, channels
+/// `c0 .. c0 + cin` of it; output `oh × ow`.
+#[derive(Debug, Clone, Copy)]
+pub struct Im2col {
+    pub x: *const f32,
+    pub ldx: usize,
+    pub c0: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub pt: usize,
+    pub pl: usize,
+    pub dilation: usize,
+}
+
+impl Im2col {
+    /// Gather rows `r0 .. r0 + rows` into `dst` (`rows × k`, row-major).
+    ///
+    /// # Safety
+    /// `x` must be valid for the geometry and `dst` for `rows · kh · kw · cin` floats.
+    pub unsafe fn gather(&self, r0: usize, rows: usize, dst: *mut f32) {
+        let k = self.kh * self.kw * self.cin;
+        for r in 0..rows {
+            let row = r0 + r;
+            let ox = row % self.ow;
+            let oy = (row / self.ow) % self.oh;
+            let n = row / (self.ow * self.oh);
+            let d = dst.add(r * k);
+            for ky in 0..self.kh {
+                let iy = (oy * self.sh + ky * self.dilation) as isize - self.pt as isize;
+                for kx in 0..self.kw {
+                    let ix = (ox * self.sw + kx * self.dilation) as isize - self.pl as isize;
+                    let dd = d.add((ky * self.kw + kx) * self.cin);
+                    if iy < 0 || ix < 0 || iy as usize >= self.h || ix as usize >= self.w {
+                        std::ptr::write_bytes(dd, 0, self.cin);
+                    } else {
+                        let pix = (n * self.h + iy as usize) * self.w + ix as usize;
+                        std::ptr::copy_nonoverlapping(
+                            self.x.add(pix * self.ldx + self.c0),
+                            dd,
+                            self.cin,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One GEMM with its epilogue; all pointers refer to the plan's arena or weights.
+#[derive(Debug, Clone, Copy)]
+pub struct GemmJob<'a> {
+    pub m: usize,
+    pub a: ASrc,
+    pub b: &'a PackedB,
+    pub out: *mut f32,
+    pub ldc: usize,
+    pub act1: Option<Act>,
+    /// Added after `act1`, before `act2`: `res[r * ldr + col]`.
+    pub res: Option<(*const f32, usize)>,
+    pub act2: Option<Act>,
+    /// Rows per task.
+    pub mc: usize,
+    /// Panels per task.
+    pub pc: usize,
+}
+
+// SAFETY: a job is a description of disjoint writes (each task owns its rows × panels) into
+// buffers that outlive the step; it is shared between the step's worker threads only.
+unsafe impl Send for GemmJob<'_> {}
+unsafe impl Sync for GemmJob<'_> {}
+
+impl GemmJob<'_> {
+    /// Number of independent tasks (row blocks × panel groups).
+    pub fn tasks(&self) -> usize {
+        self.m.div_ceil(self.mc) * self.b.panels().div_ceil(self.pc)
+    }
+}
+
+const TILE: usize = 12 * 32;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+multiversion!(
+    /// Run task `t` of `job`.
+    ///
+    /// # Safety
+    /// The job's pointers must be valid for its geometry; tasks of one job may run concurrently.
+    pub fn gemm_task(job: &GemmJob, t: usize) => gemm_task_generic
+);
+
+#[inline(always)]
+unsafe fn gemm_task_generic<S: Simd>(job: &GemmJob, t: usize) {
+    let pgroups = job.b.panels().div_ceil(job.pc);
+    let (mb, pg) = (t / pgroups, t % pgroups);
+    let m0 = mb * job.mc;
+    let m1 = (m0 + job.mc).min(job.m);
+    let p0 = pg * job.pc;
+    let p1 = (p0 + job.pc).min(job.b.panels());
+    let k = job.b.k;
+    match job.a {
+        ASrc::Direct { a, lda } => block::<S>(job, a.add(m0 * lda), lda, m0, m1, p0, p1),
+        ASrc::Im2col(g) => SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let need = (m1 - m0) * k;
+            if s.len() < need {
+                s.resize(need, 0.0);
+            }
+            g.gather(m0, m1 - m0, s.as_mut_ptr());
+            block::<S>(job, s.as_ptr(), k, m0, m1, p0, p1)
+        }),
+    }
+}
+
+/// Rows `m0..m1` (the block's `A` at `a`, row stride `lda`) × panels `p0..p1`.
+#[inline(always)]
+unsafe fn block<S: Simd>(
+    job: &GemmJob,
+    a: *const f32,
+    lda: usize,
+    m0: usize,
+    m1: usize,
+    p0: usize,
+    p1: usize,
+) {
+    let b = job.b;
+    let mut tile = [0.0f32; TILE];
+    for p in p0..p1 {
+        let bp = b.data.as_ptr().add(p * b.k * b.nr);
+        let mut r = m0;
+        while r < m1 {
+            let rows = (m1 - r).min(S::MR);
+            let ar = a.add((r - m0) * lda);
+            micro_rows::<S>(rows, b.k, ar, lda, bp, tile.as_mut_ptr());
+            epilogue::<S>(job, tile.as_ptr(), r, rows, p);
+            r += rows;
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn micro_rows<S: Simd>(
+    rows: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    tile: *mut f32,
+) {
+    macro_rules! arms {
+        ($($n:literal)*) => {
+            match rows {
+                $($n => micro::<S, $n>(k, a, lda, b, tile),)*
+                _ => unreachable!("rows ≤ MR ≤ 12"),
+            }
+        };
+    }
+    if rows == S::MR {
+        // The common case first: one full-height instantiation per instruction set.
+        match S::MR {
+            12 => micro::<S, 12>(k, a, lda, b, tile),
+            6 => micro::<S, 6>(k, a, lda, b, tile),
+            _ => micro::<S, 3>(k, a, lda, b, tile),
+        }
+    } else {
+        arms!(1 2 3 4 5 6 7 8 9 10 11 12)
+    }
+}
+
+/// The register-tiled kernel: `tile[r][..nr] = Σ_k a[r][k] · b[k][..nr]` for `R` rows.
+#[inline(always)]
+unsafe fn micro<S: Simd, const R: usize>(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    tile: *mut f32,
+) {
+    let l = S::LANES;
+    let mut acc0 = [S::zero(); R];
+    let mut acc1 = [S::zero(); R];
+    let mut bp = b;
+    for kk in 0..k {
+        let b0 = S::load(bp);
+        let b1 = S::load(bp.add(l));
+        for r in 0..R {
+            let av = S::splat(*a.add(r * lda + kk));
+            acc0[r] = S::fma(av, b0, acc0[r]);
+            acc1[r] = S::fma(av, b1, acc1[r]);
+        }
+        bp = bp.add(2 * l);
+    }
+    for r in 0..R {
+        S::store(tile.add(r * 2 * l), acc0[r]);
+        S::store(tile.add(r * 2 * l + l), acc1[r]);
+    }
+}
+
+#[inline(always)]
+unsafe fn epilogue<S: Simd>(job: &GemmJob, tile: *const f32, r0: usize, rows: usize, p: usize) {
+    let l = S::LANES;
+    let nr = job.b.nr;
+    let col0 = p * nr;
+    let ncols = (job.b.n - col0).min(nr);
+    let bias = job.b.bias.as_ptr().add(col0);
+    for r in 0..rows {
+        let row = r0 + r;
+        let out = job.out.add(row * job.ldc + col0);
+        let mut c = 0;
+        while c < ncols {
+            let cnt = (ncols - c).min(l);
+            let mut v = S::add(S::load(tile.add(r * nr + c)), S::load(bias.add(c)));
+            v = act::<S>(job.act1, v);
+            if let Some((res, ldr)) = job.res {
+                v = S::add(v, S::load_upto(res.add(row * ldr + col0 + c), cnt));
+            }
+            v = act::<S>(job.act2, v);
+            S::store_upto(out.add(c), v, cnt);
+            c += l;
+        }
+    }
+}
