@@ -158,6 +158,13 @@ pub fn analyze(g: &Graph) -> ModelCost {
 /// Peak of live activation elements when the graph runs in node order and each tensor is freed
 /// after its last consumer (view ops — flatten, dropout in eval — share their input's storage).
 pub fn peak_live_elements(g: &Graph) -> u64 {
+    crate::liveness::peak(&live_intervals(g))
+}
+
+/// The lifetime of every materialised node output (in elements, batch 1) when the graph runs
+/// in node order: from its node to its last consumer, through the view ops that share its
+/// storage; the model's output stays alive to the end.
+pub fn live_intervals(g: &Graph) -> Vec<crate::liveness::Interval> {
     let n = g.nodes.len();
     let mut last_use: Vec<NodeId> = (0..n).collect();
     for (i, node) in g.nodes.iter().enumerate() {
@@ -167,23 +174,16 @@ pub fn peak_live_elements(g: &Graph) -> u64 {
     }
     last_use[g.output] = n;
     let is_view = |op: &Op| matches!(op, Op::Flatten | Op::Dropout { .. } | Op::DropPath { .. });
-    let mut live: u64 = 0;
-    let mut peak: u64 = 0;
-    let mut alive = vec![false; n];
-    for (i, node) in g.nodes.iter().enumerate() {
-        if !is_view(&node.op) {
-            live += node.shape.numel();
-            alive[i] = true;
-        }
-        peak = peak.max(live);
-        for (j, a) in alive.iter_mut().enumerate().take(i + 1) {
-            if *a && last_use_through_views(g, j, &last_use, is_view) <= i {
-                live -= g.nodes[j].shape.numel();
-                *a = false;
-            }
-        }
-    }
-    peak
+    g.nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, node)| !is_view(&node.op))
+        .map(|(i, node)| crate::liveness::Interval {
+            size: node.shape.numel(),
+            first: i,
+            last: last_use_through_views(g, i, &last_use, is_view),
+        })
+        .collect()
 }
 
 fn last_use_through_views(
