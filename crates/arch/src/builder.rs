@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use crate::error::ArchError;
-use crate::graph::{Act, Conv, Graph, Layout, ModelMeta, Node, NodeId, Op, Pad, Shape};
+use crate::graph::{
+    pool_out_size, Act, Conv, Graph, Layout, ModelMeta, Node, NodeId, Op, Pad, Shape,
+};
 
 /// Module names of one parameter node in the foreign layouts.
 pub type Names = Vec<(Layout, String)>;
@@ -195,12 +197,52 @@ impl GraphBuilder {
     }
 
     pub fn max_pool(&mut self, x: NodeId, path: &str, k: usize, stride: usize, pad: usize) -> R {
+        self.max_pool_mode(x, path, k, stride, pad, false)
+    }
+
+    /// Max pooling with PyTorch's `ceil_mode=True` (output size rounded up, see
+    /// [`crate::graph::pool_out_size`]).
+    pub fn max_pool_ceil(
+        &mut self,
+        x: NodeId,
+        path: &str,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> R {
+        self.max_pool_mode(x, path, k, stride, pad, true)
+    }
+
+    fn max_pool_mode(
+        &mut self,
+        x: NodeId,
+        path: &str,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        ceil_mode: bool,
+    ) -> R {
         let s = self.shape(x);
-        let h = out_size(path, s.h, k, stride, pad, pad, 1)?;
-        let w = out_size(path, s.w, k, stride, pad, pad, 1)?;
+        if 2 * pad > k {
+            return Err(invalid(
+                path,
+                format!("max-pool padding {pad} is more than half the {k}×{k} window"),
+            ));
+        }
+        let size = |n| {
+            // The floor-mode size carries the "window larger than the input" error.
+            let floor = out_size(path, n, k, stride, pad, pad, 1)?;
+            Ok::<_, ArchError>(pool_out_size(n, k, stride, pad, ceil_mode).unwrap_or(floor))
+        };
+        let (h, w) = (size(s.h)?, size(s.w)?);
         Ok(self.push(
             path,
-            Op::MaxPool { k, stride, pad },
+            Op::MaxPool {
+                k,
+                stride,
+                pad,
+                ceil_mode,
+            },
             vec![x],
             Shape::new(s.c, h, w),
             vec![],

@@ -22,7 +22,15 @@ pub fn token(op: &Op) -> Option<String> {
             }
         }
         Op::Act { act } => act.name().to_string(),
-        Op::MaxPool { k, stride, .. } => format!("maxpool {k}×{k}/{stride}"),
+        Op::MaxPool {
+            k,
+            stride,
+            ceil_mode,
+            ..
+        } => format!(
+            "maxpool {k}×{k}/{stride}{}",
+            if *ceil_mode { " ceil" } else { "" }
+        ),
         Op::AvgPool { k, stride, .. } => format!("avgpool {k}×{k}/{stride}"),
         Op::GlobalAvgPool => "gap".into(),
         Op::Linear { fout, .. } => format!("fc →{fout}"),

@@ -171,10 +171,15 @@ pub enum Op {
     Act {
         act: Act,
     },
+    /// Max pooling with `pad` on every side (padding never wins the max). `ceil_mode` as in
+    /// PyTorch: the output size rounds up, so the last window may hang over the bottom/right edge
+    /// and is clipped to the input; a window is kept only if it starts inside the input or the
+    /// left/top padding (see [`pool_out_size`]).
     MaxPool {
         k: usize,
         stride: usize,
         pad: usize,
+        ceil_mode: bool,
     },
     /// Average pooling; `count_include_pad` as in PyTorch (default true).
     AvgPool {
@@ -213,6 +218,32 @@ pub enum Op {
     Shuffle {
         groups: usize,
     },
+}
+
+/// Output size of a `k`-window pooling with stride `stride` over `n` inputs padded by `pad` on
+/// both sides, PyTorch's rule: ⌊(n + 2·pad − k) / stride⌋ + 1, or with `ceil_mode` the ceiling,
+/// less one when that last window would start in the right padding (at or past `n + pad`).
+/// `None` when the window does not fit in the padded input.
+pub fn pool_out_size(
+    n: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    ceil_mode: bool,
+) -> Option<usize> {
+    let span = (n + 2 * pad).checked_sub(k)?;
+    if n == 0 || stride == 0 {
+        return None;
+    }
+    if !ceil_mode {
+        return Some(span / stride + 1);
+    }
+    let out = span.div_ceil(stride) + 1;
+    Some(if (out - 1) * stride >= n + pad {
+        out - 1
+    } else {
+        out
+    })
 }
 
 impl Op {

@@ -14,7 +14,7 @@ use effcnn_arch::{entry, resolve, ArchError, Graph, Layout, Op, Options, Shape};
 use serde_json::Value;
 
 /// Fixture file stem → (zoo entry, checkpoint layout the fixture's names follow).
-const FIXTURES: [(&str, &str, Layout); 8] = [
+const FIXTURES: [(&str, &str, Layout); 9] = [
     ("mobilenet_v2", "mobilenet_v2", Layout::Torchvision),
     (
         "mobilenet_v3_large",
@@ -30,6 +30,7 @@ const FIXTURES: [(&str, &str, Layout); 8] = [
     ("resnet18", "resnet18", Layout::Torchvision),
     ("timm_mobilenetv1_100", "mobilenet_v1", Layout::Timm),
     ("timm_seresnet18", "se_resnet18", Layout::Timm),
+    ("timm_legacy_seresnet18", "legacy_se_resnet18", Layout::Timm),
     (
         "timm_tf_efficientnet_lite0",
         "efficientnet_lite0",

@@ -11,6 +11,7 @@ use effcnn_arch::blocks::shuffle::{
 use effcnn_arch::blocks::Pn;
 use effcnn_arch::builder::GraphBuilder;
 use effcnn_arch::cost::analyze;
+use effcnn_arch::graph::pool_out_size;
 use effcnn_arch::zoo::shufflenet_v1::widths;
 use effcnn_arch::{entry, resolve, ArchError, Graph, Layout, Op, Options, Profile, Shape};
 use serde_json::Value;
@@ -385,6 +386,108 @@ fn resnet_structure() {
         vec![Layout::Canonical, Layout::Torchvision, Layout::Timm]
     );
     assert_eq!(timm.layouts(), vec![Layout::Canonical, Layout::Timm]);
+}
+
+/// PyTorch's `F.max_pool2d(..., ceil_mode=False/True)` output sizes (torch 2.15), as
+/// (input size, k, stride, pad, floor-mode size, ceil-mode size).
+const TORCH_POOL_SIZES: [(usize, usize, usize, usize, usize, usize); 30] = [
+    (1, 3, 2, 1, 1, 1),
+    (2, 3, 2, 1, 1, 2),
+    (2, 2, 2, 0, 1, 1),
+    (3, 2, 2, 0, 1, 2),
+    (3, 3, 3, 1, 1, 2),
+    (4, 3, 2, 0, 1, 2),
+    (4, 3, 2, 1, 2, 3),
+    (4, 2, 2, 1, 3, 3),
+    (5, 3, 2, 0, 2, 2),
+    (5, 2, 2, 0, 2, 3),
+    // Ceil mode's extra window would start in the right padding: dropped.
+    (5, 2, 2, 1, 3, 3),
+    (6, 3, 2, 0, 2, 3),
+    (6, 3, 2, 1, 3, 4),
+    (6, 3, 3, 1, 2, 3),
+    (7, 2, 2, 0, 3, 4),
+    (7, 3, 2, 1, 4, 4),
+    (8, 3, 2, 0, 3, 4),
+    (8, 3, 2, 1, 4, 5),
+    (8, 3, 1, 0, 6, 6),
+    (33, 3, 2, 0, 16, 16),
+    (33, 3, 2, 1, 17, 17),
+    (33, 2, 2, 0, 16, 17),
+    (33, 3, 3, 1, 11, 12),
+    (65, 3, 2, 0, 32, 32),
+    (65, 2, 2, 0, 32, 33),
+    (112, 3, 2, 0, 55, 56),
+    (112, 3, 2, 1, 56, 57),
+    (113, 2, 2, 0, 56, 57),
+    (113, 3, 3, 1, 38, 38),
+    (113, 3, 1, 0, 111, 111),
+];
+
+#[test]
+fn max_pool_sizes_follow_pytorch() {
+    for (n, k, s, p, floor, ceil) in TORCH_POOL_SIZES {
+        let case = format!("n {n} k {k} s {s} p {p}");
+        assert_eq!(pool_out_size(n, k, s, p, false), Some(floor), "{case}");
+        assert_eq!(pool_out_size(n, k, s, p, true), Some(ceil), "{case}");
+        for (ceil_mode, want) in [(false, floor), (true, ceil)] {
+            let (mut g, x) = GraphBuilder::new(Shape::new(2, n, n));
+            let y = if ceil_mode {
+                g.max_pool_ceil(x, "pool", k, s, p)
+            } else {
+                g.max_pool(x, "pool", k, s, p)
+            }
+            .unwrap();
+            assert_eq!(
+                g.shape(y),
+                Shape::new(2, want, want),
+                "{case} ceil {ceil_mode}"
+            );
+        }
+    }
+    // A window larger than the padded input, and padding over half the window, are refused.
+    assert_eq!(pool_out_size(2, 3, 2, 0, true), None);
+    let (mut g, x) = GraphBuilder::new(Shape::new(1, 2, 2));
+    assert!(g.max_pool_ceil(x, "pool", 3, 2, 0).is_err());
+    let (mut g, x) = GraphBuilder::new(Shape::new(1, 8, 8));
+    assert!(g.max_pool_ceil(x, "pool", 3, 2, 2).is_err());
+}
+
+#[test]
+fn legacy_se_resnet_stem_pool_is_timms_ceil_mode_pool() {
+    let at = |name: &str, res: usize| {
+        let g = resolve(name, &Options::imagenet().resolution(res)).unwrap();
+        let pool = g.node("maxpool").unwrap().clone();
+        let stem = g.nodes[pool.inputs[0]].shape;
+        (pool, stem)
+    };
+    // timm legacy_seresnet18: MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=True).
+    let (pool, stem) = at("legacy_se_resnet18", 224);
+    assert_eq!(
+        pool.op,
+        Op::MaxPool {
+            k: 3,
+            stride: 2,
+            pad: 0,
+            ceil_mode: true
+        }
+    );
+    assert_eq!((stem.h, pool.shape.h, pool.shape.w), (112, 56, 56));
+    // An odd stem output (65² input → 33²): ceil mode gives 16², torchvision's padded pool 17².
+    let (pool, stem) = at("legacy_se_resnet18", 65);
+    assert_eq!((stem.h, pool.shape.h, pool.shape.w), (33, 16, 16));
+    let (pool, _) = at("se_resnet18", 65);
+    assert_eq!((pool.shape.h, pool.shape.w), (17, 17));
+    assert!(matches!(
+        pool.op,
+        Op::MaxPool {
+            pad: 1,
+            ceil_mode: false,
+            ..
+        }
+    ));
+    let g = resolve("legacy_se_resnet18", &Options::imagenet()).unwrap();
+    assert!(effcnn_arch::diagram::render(&g).contains("maxpool 3×3/2 ceil"));
 }
 
 /// timm `legacy_seresnet*` state-dict keys in registration order (SENet / Cadene layout).

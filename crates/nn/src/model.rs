@@ -15,6 +15,7 @@ use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions, PadMode};
 use burn::tensor::{activation, Device, Distribution, Tensor, TensorData};
+use effcnn_arch::graph::pool_out_size;
 use effcnn_arch::{Act, Graph, NodeId, Op};
 
 use crate::error::NnError;
@@ -308,12 +309,19 @@ impl EffNet {
                         (pw - ek(cv.k.1)) / cv.stride.1 + 1,
                     )
                 }
-                Op::MaxPool { k, stride, pad } | Op::AvgPool { k, stride, pad, .. } => {
-                    let (ph, pw) = (inp.0 + 2 * pad, inp.1 + 2 * pad);
-                    if ph < *k || pw < *k {
-                        return Err(self.too_small(&node.path, dims));
+                Op::MaxPool { k, stride, pad, .. } | Op::AvgPool { k, stride, pad, .. } => {
+                    let ceil = matches!(
+                        node.op,
+                        Op::MaxPool {
+                            ceil_mode: true,
+                            ..
+                        }
+                    );
+                    let size = |n| pool_out_size(n, *k, *stride, *pad, ceil);
+                    match (size(inp.0), size(inp.1)) {
+                        (Some(h), Some(w)) => (h, w),
+                        _ => return Err(self.too_small(&node.path, dims)),
                     }
-                    ((ph - k) / stride + 1, (pw - k) / stride + 1)
                 }
                 Op::GlobalAvgPool | Op::Flatten | Op::Linear { .. } => (1, 1),
                 Op::Add | Op::Concat => {
@@ -646,11 +654,20 @@ impl EffNet {
                 bn_forward(&self.bns[s], args.swap_remove(0), training, None)
             }
             Op::Act { act } => act_forward(*act, args.swap_remove(0)),
-            Op::MaxPool { k, stride, pad } => max_pool2d(
+            // burn's ceil mode follows PyTorch: the last window is clipped to the input and
+            // dropped if it would start in the right padding (checked against PyTorch by the
+            // `timm_legacy_seresnet18` parity fixture, whose 65² case has clipped windows).
+            Op::MaxPool {
+                k,
+                stride,
+                pad,
+                ceil_mode,
+            } => max_pool2d(
                 args.swap_remove(0),
                 MaxPoolOptions::new([*k, *k])
                     .with_stride([*stride, *stride])
-                    .with_padding([*pad, *pad]),
+                    .with_padding([*pad, *pad])
+                    .with_ceil_mode(*ceil_mode),
             ),
             Op::AvgPool {
                 k,

@@ -161,3 +161,93 @@ fn init_is_seeded_and_torchvision_like() {
         effcnn_arch::cost::analyze(&graph).params
     );
 }
+
+/// PyTorch's max pool by definition: window `o` covers `o·s − p ..= o·s − p + k − 1`, clipped to
+/// the input; returns the maxima and, per output, the flat index of the (first) maximum.
+fn naive_max_pool(
+    x: &[f32],
+    (nc, h, w): (usize, usize, usize),
+    (k, s, p): (usize, usize, usize),
+    (oh, ow): (usize, usize),
+) -> (Vec<f32>, Vec<usize>) {
+    let (mut out, mut arg) = (Vec::new(), Vec::new());
+    let span = |o: usize, n: usize| (o * s).saturating_sub(p)..(o * s + k - p).min(n);
+    for plane in 0..nc {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut best = (f32::NEG_INFINITY, usize::MAX);
+                for y in span(oy, h) {
+                    for xx in span(ox, w) {
+                        let i = (plane * h + y) * w + xx;
+                        if x[i] > best.0 {
+                            best = (x[i], i);
+                        }
+                    }
+                }
+                assert!(best.1 != usize::MAX, "window without an input element");
+                out.push(best.0);
+                arg.push(best.1);
+            }
+        }
+    }
+    (out, arg)
+}
+
+#[test]
+fn ceil_mode_max_pool_clips_windows_like_pytorch() {
+    // (h, w, k, stride, pad, output h, output w): output sizes from PyTorch's ceil_mode=True.
+    // 6 with 3/2/0 clips the last window to 2 rows; 8 with 3/2/1 clips it to 1; 5 with 2/2/1
+    // drops the window that would start in the right padding.
+    for (h, w, k, s, p, oh, ow) in [
+        (6, 8, 3, 2, 0, 3, 4),
+        (8, 6, 3, 2, 1, 5, 4),
+        (5, 7, 2, 2, 1, 3, 4),
+        (33, 33, 3, 2, 0, 16, 16),
+    ] {
+        let (mut g, x) = GraphBuilder::new(Shape::new(2, h, w));
+        let pool = g.max_pool_ceil(x, "pool", k, s, p).unwrap();
+        assert_eq!(g.shape(pool), Shape::new(2, oh, ow));
+        let y = g.global_avg_pool(pool, "gap");
+        let y = g.flatten(y, "flatten");
+        let y = g.linear(y, "fc", 2, true, vec![]).unwrap();
+        let meta = ModelMeta {
+            name: "pool".into(),
+            family: "test".into(),
+            profile: Profile::Cifar,
+            width: 1.0,
+            depth: 1.0,
+            resolution: h,
+            classes: 2,
+            norm_mean: [0.0; 3],
+            norm_std: [1.0; 3],
+        };
+        let graph = g.finish(meta, y).unwrap();
+        let n = 2;
+        let data = fill(3, 1.0, 0.0, n * 2 * h * w);
+        let (want, arg) = naive_max_pool(&data, (n * 2, h, w), (k, s, p), (oh, ow));
+        let case = format!("{h}×{w} k{k} s{s} p{p}");
+
+        // Inference.
+        let device = effcnn_nn::cpu();
+        let model = EffNet::new(&graph, &device, InitConfig::default()).unwrap();
+        model.check_input([n, 2, h, w]).unwrap();
+        let x = Tensor::<4>::from_data(TensorData::new(data.clone(), [n, 2, h, w]), &device);
+        let (_, caps) = model.forward_with_capture(x, &[pool]);
+        assert_eq!(caps[0].dims(), [n, 2, oh, ow], "{case}");
+        assert_eq!(values(caps[0].clone()), want, "{case}");
+
+        // Training: the gradient of Σ outputs reaches each window's maximum once.
+        let device = effcnn_nn::cpu().autodiff();
+        let model = EffNet::new(&graph, &device, InitConfig::default()).unwrap();
+        let x = Tensor::<4>::from_data(TensorData::new(data.clone(), [n, 2, h, w]), &device)
+            .require_grad();
+        let (_, caps) = model.forward_with_capture(x.clone(), &[pool]);
+        assert_eq!(values(caps[0].clone()), want, "{case} (autodiff)");
+        let grads = caps[0].clone().sum().backward();
+        let mut expect = vec![0f32; data.len()];
+        for i in arg {
+            expect[i] += 1.0;
+        }
+        assert_eq!(values(x.grad(&grads).unwrap()), expect, "{case} gradient");
+    }
+}

@@ -125,6 +125,14 @@ parity!(
     "se_resnet18",
     Layout::Timm
 );
+// Stem max-pool with ceil_mode; the 65² case has a ceil-mode output size (33² → 16²) and
+// clipped windows.
+parity!(
+    timm_legacy_seresnet18,
+    "timm_legacy_seresnet18",
+    "legacy_se_resnet18",
+    Layout::Timm
+);
 parity!(
     timm_tf_efficientnet_lite0,
     "timm_tf_efficientnet_lite0",

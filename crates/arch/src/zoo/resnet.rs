@@ -18,11 +18,10 @@
 //!   of the Caffe weights): SE width C/16, bottleneck stride on the first 1×1, basic blocks apply
 //!   their second ReLU before SE; timm names `layer0.conv1`, `layer0.bn1`, `layer1.0.conv1`, …,
 //!   `layer1.0.se_module.fc1`, `layer2.0.downsample.0`, `last_linear`; dropout 0.2 before the
-//!   classifier (timm's default). Known difference: timm's stem max-pool (`pool0`) is 3×3/2 with
-//!   `ceil_mode=True` and no padding, which the graph cannot express yet (no ceil mode); effcnn uses
-//!   padding 1 as torchvision does. Output sizes agree at even map sizes (224² → 56²) and so do all
-//!   params and MACs, but the pooling windows are shifted by one pixel, so logits from loaded
-//!   timm legacy weights differ slightly from timm's until `Op::MaxPool` gains a ceil mode.
+//!   classifier (timm's default). The stem max-pool (`pool0`) is timm's: 3×3/2 with no padding
+//!   and `ceil_mode=True` (`Op::MaxPool { ceil_mode: true, .. }`), not torchvision's padding 1.
+//!   The two give the same size at 224² (112² → 56²) but different windows, and different sizes
+//!   where the stem output is odd (65² input: 33² → 16², where padding 1 would give 17²).
 //!
 //! Canonical paths: `conv_stem`, `bn1`, `blocks.{stage}.{unit}.{conv1,bn1,conv2,bn2,conv3,bn3}`,
 //! `….se.fc1|fc2`, `….downsample.conv|bn`, `classifier`.
@@ -296,8 +295,12 @@ pub fn build(name: &str, o: &Options) -> Result<Graph, ArchError> {
         Some(Act::Relu),
     )?;
     if !cifar {
-        // timm's legacy `pool0` is 3×3/2 with ceil_mode and no padding; see the module docs.
-        y = g.max_pool(y, "maxpool", 3, 2, 1)?;
+        y = if legacy {
+            // timm's `pool0`: MaxPool2d(3, stride=2, ceil_mode=True), no padding.
+            g.max_pool_ceil(y, "maxpool", 3, 2, 0)?
+        } else {
+            g.max_pool(y, "maxpool", 3, 2, 1)?
+        };
     }
 
     y = residual_stages(&mut g, y, &spec)?;
