@@ -38,6 +38,30 @@ const TEST_FILE: &str = "test_batch.bin";
 const META_FILE: &str = "batches.meta.txt";
 /// Folder name inside the official archive.
 const ARCHIVE_DIR: &str = "cifar-10-batches-bin";
+/// Records in an official batch file; an archived batch may not declare more.
+const BATCH_RECORDS: u64 = 10_000;
+/// The largest `batches.meta.txt` an archive may hold (the official one is 61 bytes).
+const MAX_META_BYTES: u64 = 4096;
+
+/// The size limit of a CIFAR-10 file in an archive, by its base name: a batch holds at most
+/// 10,000 records of 3,073 bytes, `batches.meta.txt` ten class names (at most 4 KiB). `None`
+/// for any other name.
+pub(crate) fn entry_limit(path: &str) -> Option<(u64, String)> {
+    let name = basename(path);
+    if name == TEST_FILE || TRAIN_FILES.contains(&name) {
+        Some((
+            BATCH_RECORDS * RECORD as u64,
+            format!("a CIFAR-10 batch file ({BATCH_RECORDS} records of {RECORD} bytes)"),
+        ))
+    } else if name == META_FILE {
+        Some((
+            MAX_META_BYTES,
+            format!("a CIFAR-10 {META_FILE} (ten class names)"),
+        ))
+    } else {
+        None
+    }
+}
 
 /// Loads CIFAR-10 from its binary distribution.
 ///
@@ -45,6 +69,9 @@ const ARCHIVE_DIR: &str = "cifar-10-batches-bin";
 /// * a folder holding `data_batch_1.bin` … `data_batch_5.bin` and `test_batch.bin`;
 /// * a folder holding the `cifar-10-batches-bin` folder of the official archive;
 /// * the official archive itself (`cifar-10-binary.tar.gz`), read in memory without extracting.
+///   Each entry's size is checked from its header before it is read: a batch file may declare
+///   at most 10,000 records (30,730,000 bytes), `batches.meta.txt` at most 4 KiB, any other
+///   entry at most 64 MiB.
 ///
 /// All six batch files are required; a missing one is an error naming it. Class names come
 /// from `batches.meta.txt` when present (it must then list exactly ten names), otherwise

@@ -35,8 +35,9 @@ const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 ///   first train image; the first one that differs is an error naming it.
 ///
 /// In an archive the dataset root may sit under leading folders (`cifar10/train/…`); files
-/// outside `train/`, `test/` and `val/` (a README beside them) are ignored. Images are decoded
-/// in parallel on all available cores.
+/// outside `train/`, `test/` and `val/` (a README beside them) are ignored. No entry may declare
+/// more than 64 MiB (checked from its header before it is read; an entry named like a CIFAR-10
+/// file has that file's limit). Images are decoded in parallel on all available cores.
 pub fn load_image_folder(path: &Path, image_size: Option<u32>) -> Result<Splits> {
     if path.is_file() {
         let contents = archive::read(path)?;
