@@ -197,23 +197,12 @@ impl GraphBuilder {
     }
 
     pub fn max_pool(&mut self, x: NodeId, path: &str, k: usize, stride: usize, pad: usize) -> R {
-        self.max_pool_mode(x, path, k, stride, pad, false)
+        self.max_pool_with(x, path, k, stride, pad, false)
     }
 
-    /// Max pooling with PyTorch's `ceil_mode=True` (output size rounded up, see
+    /// Max pooling; `ceil_mode` as PyTorch's (output size rounded up, see
     /// [`crate::graph::pool_out_size`]).
-    pub fn max_pool_ceil(
-        &mut self,
-        x: NodeId,
-        path: &str,
-        k: usize,
-        stride: usize,
-        pad: usize,
-    ) -> R {
-        self.max_pool_mode(x, path, k, stride, pad, true)
-    }
-
-    fn max_pool_mode(
+    pub fn max_pool_with(
         &mut self,
         x: NodeId,
         path: &str,

@@ -433,7 +433,7 @@ fn max_pool_sizes_follow_pytorch() {
         for (ceil_mode, want) in [(false, floor), (true, ceil)] {
             let (mut g, x) = GraphBuilder::new(Shape::new(2, n, n));
             let y = if ceil_mode {
-                g.max_pool_ceil(x, "pool", k, s, p)
+                g.max_pool_with(x, "pool", k, s, p, true)
             } else {
                 g.max_pool(x, "pool", k, s, p)
             }
@@ -448,9 +448,9 @@ fn max_pool_sizes_follow_pytorch() {
     // A window larger than the padded input, and padding over half the window, are refused.
     assert_eq!(pool_out_size(2, 3, 2, 0, true), None);
     let (mut g, x) = GraphBuilder::new(Shape::new(1, 2, 2));
-    assert!(g.max_pool_ceil(x, "pool", 3, 2, 0).is_err());
+    assert!(g.max_pool_with(x, "pool", 3, 2, 0, true).is_err());
     let (mut g, x) = GraphBuilder::new(Shape::new(1, 8, 8));
-    assert!(g.max_pool_ceil(x, "pool", 3, 2, 2).is_err());
+    assert!(g.max_pool_with(x, "pool", 3, 2, 2, true).is_err());
 }
 
 #[test]

@@ -14,20 +14,11 @@ use effcnn_data::{load, load_cifar10, load_image_folder, LoadOptions};
 use flate2::write::GzEncoder;
 
 mod common;
-use common::TempDir;
+use common::{TempDir, CIFAR_FILES as BATCHES, CIFAR_RECORD as RECORD};
 
 const SIX_GIB: u64 = 6 << 30;
 /// Size of the entries that are really present in the memory check.
 const BIG: u64 = 256 << 20;
-const RECORD: usize = 3073;
-const BATCHES: [&str; 6] = [
-    "data_batch_1.bin",
-    "data_batch_2.bin",
-    "data_batch_3.bin",
-    "data_batch_4.bin",
-    "data_batch_5.bin",
-    "test_batch.bin",
-];
 
 /// What follows a header in the stream.
 enum Body<'a> {

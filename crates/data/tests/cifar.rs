@@ -2,18 +2,8 @@
 
 mod common;
 
-use common::{targz, write, TempDir};
+use common::{targz, write, TempDir, CIFAR_FILES as FILES, CIFAR_RECORD as RECORD};
 use effcnn_data::{load, load_cifar10, LoadOptions, CIFAR10_CLASSES};
-
-const RECORD: usize = 3073;
-const FILES: [&str; 6] = [
-    "data_batch_1.bin",
-    "data_batch_2.bin",
-    "data_batch_3.bin",
-    "data_batch_4.bin",
-    "data_batch_5.bin",
-    "test_batch.bin",
-];
 
 /// Record `k` (global): label `k % 10`, channel plane `c` holds `(p * 7 + c * 50 + k) % 256`.
 fn record(k: usize) -> Vec<u8> {

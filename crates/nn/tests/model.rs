@@ -205,7 +205,7 @@ fn ceil_mode_max_pool_clips_windows_like_pytorch() {
         (33, 33, 3, 2, 0, 16, 16),
     ] {
         let (mut g, x) = GraphBuilder::new(Shape::new(2, h, w));
-        let pool = g.max_pool_ceil(x, "pool", k, s, p).unwrap();
+        let pool = g.max_pool_with(x, "pool", k, s, p, true).unwrap();
         assert_eq!(g.shape(pool), Shape::new(2, oh, ow));
         let y = g.global_avg_pool(pool, "gap");
         let y = g.flatten(y, "flatten");

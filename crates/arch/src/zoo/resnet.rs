@@ -297,7 +297,7 @@ pub fn build(name: &str, o: &Options) -> Result<Graph, ArchError> {
     if !cifar {
         y = if legacy {
             // timm's `pool0`: MaxPool2d(3, stride=2, ceil_mode=True), no padding.
-            g.max_pool_ceil(y, "maxpool", 3, 2, 0)?
+            g.max_pool_with(y, "maxpool", 3, 2, 0, true)?
         } else {
             g.max_pool(y, "maxpool", 3, 2, 1)?
         };

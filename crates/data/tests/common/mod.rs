@@ -7,6 +7,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::{DynamicImage, ImageFormat};
 
+/// Bytes of one CIFAR-10 record: a label byte and a 32×32 RGB image.
+pub const CIFAR_RECORD: usize = 3073;
+/// The six batch files of CIFAR-10's binary distribution.
+pub const CIFAR_FILES: [&str; 6] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+    "test_batch.bin",
+];
+
 /// A fresh folder under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
