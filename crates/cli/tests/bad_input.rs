@@ -5,13 +5,13 @@
 //! with code 2, does not panic, names the problem and the file or flag in its message, and
 //! leaves no partial output (no half-written file, no `.tmp` file, nothing on stdout).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 mod common;
-use common::{fails, ok};
+use common::{assert_fails, effcnn_with_memory_limit, fails, ok};
 
 // ---------------------------------------------------------------------------------------------
 // Running the binary
@@ -446,6 +446,101 @@ fn cifar_archive_with_a_truncated_batch_names_the_entry() {
     let cut = d.join("cut.tar.gz");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     eval_fails(&cut, &["cut.tar.gz", "cannot read archive"]);
+}
+
+/// A `.tar.gz` whose first entry `name` declares `declared` bytes and holds `present` zero
+/// bytes (streamed, never in memory); when all of them are there, `rest` follows. A shorter
+/// body ends the archive where it stops, as a forged header would.
+fn tar_gz_declaring(path: &Path, name: &str, declared: u64, present: u64, rest: &[(&str, &[u8])]) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let mut h = tar::Header::new_gnu();
+    h.set_path(name).unwrap();
+    h.set_size(declared);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    gz.write_all(h.as_bytes()).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = present;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        gz.write_all(&zeros[..n]).unwrap();
+        left -= n as u64;
+    }
+    if present == declared {
+        gz.write_all(&vec![0u8; ((512 - declared % 512) % 512) as usize])
+            .unwrap();
+        gz.write_all(&tar_raw(rest)).unwrap();
+    }
+    gz.finish().unwrap();
+}
+
+/// An uncompressed tar of `entries` (the body of [`tar_gz`]).
+fn tar_raw(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(tar_gz(entries).as_slice())
+        .read_to_end(&mut raw)
+        .unwrap();
+    raw
+}
+
+#[test]
+fn archive_entries_declaring_more_than_their_format_allows_are_refused_before_reading() {
+    let d = fresh("tgz-declared");
+    let good = records(&[1, 2]);
+    let rest: Vec<(String, &[u8])> = CIFAR_FILES[1..]
+        .iter()
+        .map(|f| (format!("cifar-10-batches-bin/{f}"), good.as_slice()))
+        .collect();
+    let rest: Vec<(&str, &[u8])> = rest.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    let batch = "cifar-10-batches-bin/data_batch_1.bin";
+
+    // A forged header: 6 GiB declared in a file of a few hundred bytes.
+    let forged = d.join("forged.tar.gz");
+    tar_gz_declaring(&forged, batch, 6 << 30, 0, &[]);
+    assert!(std::fs::metadata(&forged).unwrap().len() < 1024);
+    eval_fails(
+        &forged,
+        &[
+            "forged.tar.gz:cifar-10-batches-bin/data_batch_1.bin",
+            "declares 6442450944 bytes",
+            "CIFAR-10 batch file (10000 records of 3073 bytes)",
+        ],
+    );
+    // An image in an image-folder archive: 64 MiB at most.
+    let png = png_rgb(32, 3);
+    let image = d.join("images.tar.gz");
+    tar_gz_declaring(
+        &image,
+        "train/a/big.png",
+        6 << 30,
+        0,
+        &[("train/a/0.png", &png), ("test/a/0.png", &png)],
+    );
+    eval_fails(
+        &image,
+        &[
+            "images.tar.gz:train/a/big.png",
+            "declares 6442450944 bytes",
+            "64 MiB",
+        ],
+    );
+
+    // The batch really holds 1 GiB (4.5 MB of gzip): refused from its header under a 768 MiB
+    // address-space limit, where reading it first would run out of memory.
+    let real = d.join("real.tar.gz");
+    tar_gz_declaring(&real, batch, 1 << 30, 1 << 30, &rest);
+    let args = ["eval", s(weights()), "--data", s(&real), "--format", "json"];
+    let err = assert_fails(
+        effcnn_with_memory_limit(768 << 10, &args),
+        &format!("(ulimit -v 768 MiB) {}", common::show(&args)),
+        &[
+            "real.tar.gz:cifar-10-batches-bin/data_batch_1.bin",
+            "declares 1073741824 bytes",
+        ],
+    );
+    assert!(!err.contains("out of memory"), "{err}");
 }
 
 #[test]

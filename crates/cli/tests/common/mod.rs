@@ -30,11 +30,26 @@ pub fn ok<S: AsRef<OsStr>>(args: &[S]) -> String {
     String::from_utf8(o.stdout).expect("utf-8 stdout")
 }
 
+/// `effcnn ARGS…` with its virtual memory limited to `kib` KiB (`ulimit -v`, through `sh`).
+pub fn effcnn_with_memory_limit<S: AsRef<OsStr>>(kib: u64, args: &[S]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v "$0" && exec "$@""#)
+        .arg(kib.to_string())
+        .arg(env!("CARGO_BIN_EXE_effcnn"))
+        .args(args)
+        .output()
+        .expect("run effcnn under sh")
+}
+
 /// Exit code 2, no panic, nothing on stdout, and stderr mentions every `needle`.
 pub fn fails<S: AsRef<OsStr>>(args: &[S], needles: &[&str]) -> String {
-    let o = effcnn(args);
+    assert_fails(effcnn(args), &show(args), needles)
+}
+
+/// [`fails`] for an `Output` already obtained (`cmd` names the command in messages).
+pub fn assert_fails(o: Output, cmd: &str, needles: &[&str]) -> String {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
-    let cmd = show(args);
     assert_eq!(
         o.status.code(),
         Some(2),
