@@ -14,5 +14,5 @@ pub mod shapes;
 pub mod simd;
 
 pub use error::EngineError;
-pub use plan::{Plan, PlanOptions, StepInfo, Weights};
+pub use plan::{Plan, PlanOptions, StepInfo, WeightMap, Weights};
 pub use simd::Isa;

@@ -35,7 +35,10 @@ pub trait Weights {
     fn tensor(&self, key: &str) -> Option<(&[usize], &[f32])>;
 }
 
-impl Weights for BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+/// Tensors by canonical key: (PyTorch shape, row-major values).
+pub type WeightMap = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+impl Weights for WeightMap {
     fn tensor(&self, key: &str) -> Option<(&[usize], &[f32])> {
         self.get(key).map(|(s, d)| (s.as_slice(), d.as_slice()))
     }
@@ -1062,10 +1065,7 @@ impl Compiler<'_> {
         let tail = ch.tail();
         let affine = ch.bn.map(|b| self.bn_affine(b)).transpose()?;
         let x = self.input(head.inputs[0]);
-        let res = match ch.add {
-            Some((_, other)) => Some(self.input(other)),
-            None => None,
-        };
+        let res = ch.add.map(|(_, other)| self.input(other));
         let (act1, act2) = (ch.act1, ch.act2);
         let out = self.out_view(tail);
         let kind = match &head.op {

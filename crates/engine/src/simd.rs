@@ -80,15 +80,19 @@ impl Isa {
     /// Rows of the GEMM micro-kernel.
     pub fn mr(&self) -> usize {
         match self {
-            Isa::Avx512 => 12,
-            Isa::Avx2 => 6,
-            Isa::Portable => 3,
+            Isa::Avx512 => 8,
+            Isa::Avx2 => 4,
+            Isa::Portable => 2,
         }
     }
 }
 
-/// One vector type and its operations. All methods are `unsafe`: pointers must be valid for the
-/// lanes they touch, and the instruction set must be available (guaranteed by [`Isa::detect`]).
+/// One vector type and its operations.
+///
+/// # Safety
+/// All methods are `unsafe`: pointers must be valid for the lanes they touch, and the
+/// instruction set must be available (guaranteed by [`Isa::available`]).
+#[allow(clippy::missing_safety_doc)]
 pub trait Simd: Copy + Send + Sync + 'static {
     const LANES: usize;
     /// Rows of the GEMM micro-kernel (its tile is `MR × 2·LANES`), sized to the register file.
@@ -180,7 +184,7 @@ macro_rules! lanewise {
 
 impl Simd for Portable {
     const LANES: usize = 8;
-    const MR: usize = 3;
+    const MR: usize = 2;
     type V = [f32; 8];
     #[inline(always)]
     unsafe fn splat(x: f32) -> [f32; 8] {
@@ -268,7 +272,7 @@ mod x86 {
 
     impl Simd for Avx2 {
         const LANES: usize = 8;
-        const MR: usize = 6;
+        const MR: usize = 4;
         type V = __m256;
         #[inline(always)]
         unsafe fn splat(x: f32) -> __m256 {
@@ -336,7 +340,7 @@ mod x86 {
 
     impl Simd for Avx512 {
         const LANES: usize = 16;
-        const MR: usize = 12;
+        const MR: usize = 8;
         type V = __m512;
         #[inline(always)]
         unsafe fn splat(x: f32) -> __m512 {

@@ -433,6 +433,14 @@ impl<C: CheckpointStrategy> ConvKernels for Autodiff<Flex, C> {
     }
 }
 
+/// Whether `device` is the flex (CPU) backend, with or without autodiff.
+pub fn is_flex(device: &Device) -> bool {
+    matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Flex(_)
+    )
+}
+
 /// Whether tensors on `device` can use effcnn's kernels: the flex backend, with or without
 /// autodiff, unless the environment variable `EFFCNN_KERNELS=burn` asks for burn's own ops
 /// everywhere (the reference path, for comparisons).
@@ -440,11 +448,7 @@ pub fn accelerated(device: &Device) -> bool {
     static BURN_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let burn_only =
         *BURN_ONLY.get_or_init(|| std::env::var("EFFCNN_KERNELS").is_ok_and(|v| v == "burn"));
-    !burn_only
-        && matches!(
-            device.clone().inner().as_dispatch(),
-            DispatchDevice::Flex(_)
-        )
+    !burn_only && is_flex(device)
 }
 
 /// Bias-free 2-D convolution through effcnn's kernels. The tensors must be on a device for which

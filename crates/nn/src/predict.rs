@@ -12,6 +12,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::engine::{Engine, Inference, PlanOptions};
 use crate::error::NnError;
 use crate::model::EffNet;
 
@@ -324,22 +325,23 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<TopClass> {
 
 /// Run `model` (eval mode on its device) on a batch and return the top-`k` classes of each sample.
 pub fn predict(model: &EffNet, batch: &InputBatch, k: usize) -> Result<Vec<Prediction>, NnError> {
+    predict_with(model, batch, k, Engine::default())
+}
+
+/// [`predict`] through a chosen inference engine.
+pub fn predict_with(
+    model: &EffNet,
+    batch: &InputBatch,
+    k: usize,
+    engine: Engine,
+) -> Result<Vec<Prediction>, NnError> {
     model.check_input(batch.shape)?;
     // Evaluation: running statistics, no dropout, whatever device the model is on.
     let model = model.valid();
-    let device = model
-        .convs
-        .first()
-        .map(|c| c.weight.lazy_device())
-        .unwrap_or_default();
-    let x = batch.to_tensor(&device);
-    let logits = model.forward(x);
-    let [n, classes] = logits.dims();
-    let flat: Vec<f32> = logits
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec()
-        .map_err(|e| NnError::BadInput(format!("cannot read logits: {e:?}")))?;
+    let mut inference = Inference::new(&model, engine, PlanOptions::default())?;
+    let flat = inference.logits(&batch.data, batch.shape)?;
+    let n = batch.shape[0];
+    let classes = flat.len() / n.max(1);
     Ok((0..n)
         .map(|i| {
             let row = flat[i * classes..(i + 1) * classes].to_vec();

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
 use effcnn_arch::{Layout, Options};
+use effcnn_nn::engine::{compile_plan, PlanOptions};
 use effcnn_nn::parity::{rel_l2, unit, Fixture};
 use effcnn_nn::{apply_tensors, EffNet, InitConfig, NnError};
 
@@ -73,6 +74,13 @@ fn run(fixture: &str, zoo: &str, layout: Layout) -> Option<f64> {
         let ours: Vec<f32> = y.into_data().convert::<f32>().try_into_vec().unwrap();
         let err = rel_l2(&ours, &case.logits_flat());
         eprintln!("{fixture} {s:?}: rel-L2 {err:.3e}");
+        worst = worst.max(err);
+        // The compiled inference plan on the same weights, against PyTorch too.
+        let dims = [s[0], s[1], s[2], s[3]];
+        let mut plan = compile_plan(&model, dims, PlanOptions::default()).expect("plan");
+        let planned = plan.run(&case.input()).expect("plan runs");
+        let err = rel_l2(&planned, &case.logits_flat());
+        eprintln!("{fixture} {s:?}: plan rel-L2 {err:.3e}");
         worst = worst.max(err);
     }
     assert!(worst <= TOL, "{fixture}: rel-L2 {worst:.3e} > {TOL:e}");

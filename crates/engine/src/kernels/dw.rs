@@ -4,7 +4,7 @@
 
 use effcnn_arch::Act;
 
-use super::act;
+use super::act_rows;
 use crate::simd::{multiversion, Simd};
 
 /// The geometry of a window op: input `n × h × w × c` (row stride `ldx`), output `oh × ow`
@@ -85,23 +85,65 @@ multiversion!(
     pub fn pool_task(j: &PoolJob, t: usize) => pool_task_generic
 );
 
+/// Output columns computed together in the interior of a row: each weight vector is loaded once
+/// per block and feeds `OB` independent accumulators.
+const OB: usize = 8;
+
 #[inline(always)]
 unsafe fn dw_task_generic<S: Simd>(j: &DwJob, t: usize) {
     let g = &j.g;
     let l = S::LANES;
+    let (n, oy) = (t / g.oh, t % g.oh);
+    let d = g.dilation;
+    // Valid kernel rows of this output row.
+    let iy0 = (oy * g.sh) as isize - g.pt as isize;
+    let ky_ok = |ky: usize| {
+        let iy = iy0 + (ky * d) as isize;
+        iy >= 0 && (iy as usize) < g.h
+    };
+    let ky0 = (0..g.kh).find(|&ky| ky_ok(ky)).unwrap_or(g.kh);
+    let ky1 = (0..g.kh).rev().find(|&ky| ky_ok(ky)).map_or(ky0, |k| k + 1);
+    // Output columns whose every tap is inside the input.
+    let span = (g.kw - 1) * d;
+    let ox_lo = g.pl.div_ceil(g.sw).min(g.ow);
+    let ox_hi = if g.w + g.pl > span {
+        ((g.w + g.pl - span - 1) / g.sw + 1).min(g.ow)
+    } else {
+        0
+    }
+    .max(ox_lo);
+    let out_row = g.y.add((n * g.oh + oy) * g.ow * g.ldy);
     let mut cb = 0;
     while cb < g.c {
         let cnt = (g.c - cb).min(l);
-        let full = cnt == l;
-        match (g.kh, g.kw, g.dilation, full) {
-            (3, 3, 1, true) => dw_k::<S, 3, true>(j, t, cb, cnt),
-            (3, 3, 1, false) => dw_k::<S, 3, false>(j, t, cb, cnt),
-            (5, 5, 1, true) => dw_k::<S, 5, true>(j, t, cb, cnt),
-            (5, 5, 1, false) => dw_k::<S, 5, false>(j, t, cb, cnt),
-            _ => dw_any::<S>(j, t, cb, cnt),
+        let r = Row {
+            n,
+            oy,
+            iy0,
+            ky0,
+            ky1,
+            cb,
+            cnt,
+        };
+        if cnt == l {
+            dw_row::<S, true>(j, &r, ox_lo, ox_hi);
+        } else {
+            dw_row::<S, false>(j, &r, ox_lo, ox_hi);
         }
         cb += l;
     }
+    act_rows::<S>(j.act, out_row, g.ow, g.c, g.ldy);
+}
+
+/// One output row of one channel block.
+struct Row {
+    n: usize,
+    oy: usize,
+    iy0: isize,
+    ky0: usize,
+    ky1: usize,
+    cb: usize,
+    cnt: usize,
 }
 
 #[inline(always)]
@@ -113,88 +155,94 @@ unsafe fn ld<S: Simd, const FULL: bool>(p: *const f32, cnt: usize) -> S::V {
     }
 }
 
-/// k×k depthwise (dilation 1) for channels `cb .. cb + cnt`, the weights in registers.
 #[inline(always)]
-unsafe fn dw_k<S: Simd, const K: usize, const FULL: bool>(
-    j: &DwJob,
-    t: usize,
-    cb: usize,
-    cnt: usize,
-) {
-    let g = &j.g;
-    let (n, oy) = (t / g.oh, t % g.oh);
-    let (ky0, ky1, iy0) = Window::taps(oy, g.sh, g.pt, K, g.h);
-    let mut wv = [[S::zero(); K]; K];
-    for (ky, wrow) in wv.iter_mut().enumerate() {
-        for (kx, wk) in wrow.iter_mut().enumerate() {
-            *wk = ld::<S, FULL>(j.w.add((ky * K + kx) * g.c + cb), cnt);
-        }
-    }
-    let bias = ld::<S, FULL>(j.bias.add(cb), cnt);
-    let img = g.x.add(n * g.h * g.w * g.ldx + cb);
-    let out = g.y.add((n * g.oh + oy) * g.ow * g.ldy + cb);
-    for ox in 0..g.ow {
-        let (kx0, kx1, ix0) = Window::taps(ox, g.sw, g.pl, K, g.w);
-        let mut acc = bias;
-        if ky0 == 0 && ky1 == K && kx0 == 0 && kx1 == K {
-            for (ky, wrow) in wv.iter().enumerate() {
-                let row = img
-                    .wrapping_offset((((iy0 + ky as isize) * g.w as isize) + ix0) * g.ldx as isize);
-                for (kx, &wk) in wrow.iter().enumerate() {
-                    acc = S::fma(ld::<S, FULL>(row.wrapping_add(kx * g.ldx), cnt), wk, acc);
-                }
-            }
-        } else {
-            for (ky, wrow) in wv.iter().enumerate() {
-                if ky < ky0 || ky >= ky1 {
-                    continue;
-                }
-                let row = img
-                    .wrapping_offset((((iy0 + ky as isize) * g.w as isize) + ix0) * g.ldx as isize);
-                for (kx, &wk) in wrow.iter().enumerate() {
-                    if kx < kx0 || kx >= kx1 {
-                        continue;
-                    }
-                    acc = S::fma(ld::<S, FULL>(row.wrapping_add(kx * g.ldx), cnt), wk, acc);
-                }
-            }
-        }
-        let v = act::<S>(j.act, acc);
-        if FULL {
-            S::store(out.add(ox * g.ldy), v);
-        } else {
-            S::store_n(out.add(ox * g.ldy), v, cnt);
-        }
+unsafe fn st<S: Simd, const FULL: bool>(p: *mut f32, v: S::V, cnt: usize) {
+    if FULL {
+        S::store(p, v)
+    } else {
+        S::store_n(p, v, cnt)
     }
 }
 
-/// Any kernel size and dilation: weights read per tap.
 #[inline(always)]
-unsafe fn dw_any<S: Simd>(j: &DwJob, t: usize, cb: usize, cnt: usize) {
+unsafe fn dw_row<S: Simd, const FULL: bool>(j: &DwJob, r: &Row, ox_lo: usize, ox_hi: usize) {
     let g = &j.g;
-    let (n, oy) = (t / g.oh, t % g.oh);
-    let bias = S::load_upto(j.bias.add(cb), cnt);
-    for ox in 0..g.ow {
-        let mut acc = bias;
-        for ky in 0..g.kh {
-            let iy = (oy * g.sh + ky * g.dilation) as isize - g.pt as isize;
-            if iy < 0 || iy as usize >= g.h {
+    let mut ox = 0;
+    while ox < ox_lo {
+        dw_edge::<S, FULL>(j, r, ox);
+        ox += 1;
+    }
+    while ox + OB <= ox_hi {
+        dw_block::<S, FULL, OB>(j, r, ox);
+        ox += OB;
+    }
+    while ox < ox_hi {
+        dw_block::<S, FULL, 1>(j, r, ox);
+        ox += 1;
+    }
+    while ox < g.ow {
+        dw_edge::<S, FULL>(j, r, ox);
+        ox += 1;
+    }
+}
+
+/// `B` interior output columns from `ox`: no bounds checks in the tap loops.
+#[inline(always)]
+unsafe fn dw_block<S: Simd, const FULL: bool, const B: usize>(j: &DwJob, r: &Row, ox: usize) {
+    let g = &j.g;
+    let d = g.dilation;
+    let bias = ld::<S, FULL>(j.bias.add(r.cb), r.cnt);
+    let img = g.x.add(r.n * g.h * g.w * g.ldx + r.cb);
+    let ix0 = ox * g.sw - g.pl;
+    let step = g.sw * g.ldx;
+    let out = g.y.add(((r.n * g.oh + r.oy) * g.ow + ox) * g.ldy + r.cb);
+    // The accumulators are named one by one (not an indexed array) so that they stay in
+    // registers across the runtime-length tap loops.
+    macro_rules! taps {
+        ($($a:ident $b:literal)*) => {{
+            $(let mut $a = bias;)*
+            for ky in r.ky0..r.ky1 {
+                let iy = (r.iy0 + (ky * d) as isize) as usize;
+                let row = img.add((iy * g.w + ix0) * g.ldx);
+                let wrow = j.w.add(ky * g.kw * g.c + r.cb);
+                for kx in 0..g.kw {
+                    let wv = ld::<S, FULL>(wrow.add(kx * g.c), r.cnt);
+                    let x = row.add(kx * d * g.ldx);
+                    $($a = S::fma(ld::<S, FULL>(x.add($b * step), r.cnt), wv, $a);)*
+                }
+            }
+            $(st::<S, FULL>(out.add($b * g.ldy), $a, r.cnt);)*
+        }};
+    }
+    if B == 8 {
+        taps!(a0 0 a1 1 a2 2 a3 3 a4 4 a5 5 a6 6 a7 7);
+    } else {
+        debug_assert_eq!(B, 1);
+        taps!(a0 0);
+    }
+}
+
+/// One output column with some taps outside the input.
+#[inline(always)]
+unsafe fn dw_edge<S: Simd, const FULL: bool>(j: &DwJob, r: &Row, ox: usize) {
+    let g = &j.g;
+    let d = g.dilation;
+    let mut acc = ld::<S, FULL>(j.bias.add(r.cb), r.cnt);
+    for ky in r.ky0..r.ky1 {
+        let iy = (r.iy0 + (ky * d) as isize) as usize;
+        for kx in 0..g.kw {
+            let ix = (ox * g.sw + kx * d) as isize - g.pl as isize;
+            if ix < 0 || ix as usize >= g.w {
                 continue;
             }
-            for kx in 0..g.kw {
-                let ix = (ox * g.sw + kx * g.dilation) as isize - g.pl as isize;
-                if ix < 0 || ix as usize >= g.w {
-                    continue;
-                }
-                let pix = (n * g.h + iy as usize) * g.w + ix as usize;
-                let xv = S::load_upto(g.x.add(pix * g.ldx + cb), cnt);
-                let wv = S::load_upto(j.w.add((ky * g.kw + kx) * g.c + cb), cnt);
-                acc = S::fma(xv, wv, acc);
-            }
+            let pix = (r.n * g.h + iy) * g.w + ix as usize;
+            let xv = ld::<S, FULL>(g.x.add(pix * g.ldx + r.cb), r.cnt);
+            let wv = ld::<S, FULL>(j.w.add((ky * g.kw + kx) * g.c + r.cb), r.cnt);
+            acc = S::fma(xv, wv, acc);
         }
-        let v = act::<S>(j.act, acc);
-        S::store_upto(g.y.add(((n * g.oh + oy) * g.ow + ox) * g.ldy + cb), v, cnt);
     }
+    let out = g.y.add(((r.n * g.oh + r.oy) * g.ow + ox) * g.ldy + r.cb);
+    st::<S, FULL>(out, acc, r.cnt);
 }
 
 #[inline(always)]

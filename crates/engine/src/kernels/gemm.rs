@@ -10,7 +10,7 @@
 
 use effcnn_arch::Act;
 
-use super::act;
+use super::{act, act_rows};
 use crate::simd::{multiversion, Simd};
 
 /// `B` (`k × n`) packed into column panels of `nr`, zero-padded to whole panels.
@@ -164,9 +164,10 @@ impl GemmJob<'_> {
     }
 }
 
-const TILE: usize = 12 * 32;
+const TILE: usize = 8 * 32;
 
 thread_local! {
+    /// Per-thread scratch for the im2col rows of a block.
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -187,18 +188,28 @@ unsafe fn gemm_task_generic<S: Simd>(job: &GemmJob, t: usize) {
     let p0 = pg * job.pc;
     let p1 = (p0 + job.pc).min(job.b.panels());
     let k = job.b.k;
+    let rows = m1 - m0;
     match job.a {
         ASrc::Direct { a, lda } => block::<S>(job, a.add(m0 * lda), lda, m0, m1, p0, p1),
-        ASrc::Im2col(g) => SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let need = (m1 - m0) * k;
-            if s.len() < need {
-                s.resize(need, 0.0);
-            }
-            g.gather(m0, m1 - m0, s.as_mut_ptr());
-            block::<S>(job, s.as_ptr(), k, m0, m1, p0, p1)
-        }),
+        ASrc::Im2col(g) => {
+            let s = scratch(rows * k);
+            g.gather(m0, rows, s);
+            block::<S>(job, s, k, m0, m1, p0, p1)
+        }
     }
+}
+
+/// This thread's im2col buffer, grown to at least `n` floats. The pointer stays valid until the
+/// next call on the same thread (a thread runs one task at a time). No closure reaches the
+/// kernels, so they stay inlined into the instruction set's wrapper.
+fn scratch(n: usize) -> *mut f32 {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < n {
+            s.resize(n, 0.0);
+        }
+        s.as_mut_ptr()
+    })
 }
 
 /// Rows `m0..m1` (the block's `A` at `a`, row stride `lda`) × panels `p0..p1`.
@@ -213,6 +224,11 @@ unsafe fn block<S: Simd>(
     p1: usize,
 ) {
     let b = job.b;
+    debug_assert_eq!(
+        b.nr,
+        2 * S::LANES,
+        "panels packed for another instruction set"
+    );
     let mut tile = [0.0f32; TILE];
     for p in p0..p1 {
         let bp = b.data.as_ptr().add(p * b.k * b.nr);
@@ -224,6 +240,23 @@ unsafe fn block<S: Simd>(
             epilogue::<S>(job, tile.as_ptr(), r, rows, p);
             r += rows;
         }
+    }
+    // The last activation over the block's output, while it is in cache.
+    let last = if job.res.is_some() {
+        job.act2
+    } else {
+        job.act1
+    };
+    if last.is_some() {
+        let c0 = p0 * b.nr;
+        let c1 = (p1 * b.nr).min(b.n);
+        act_rows::<S>(
+            last,
+            job.out.add(m0 * job.ldc + c0),
+            m1 - m0,
+            c1 - c0,
+            job.ldc,
+        );
     }
 }
 
@@ -240,23 +273,24 @@ unsafe fn micro_rows<S: Simd>(
         ($($n:literal)*) => {
             match rows {
                 $($n => micro::<S, $n>(k, a, lda, b, tile),)*
-                _ => unreachable!("rows ≤ MR ≤ 12"),
+                _ => unreachable!("rows ≤ MR ≤ 8"),
             }
         };
     }
     if rows == S::MR {
         // The common case first: one full-height instantiation per instruction set.
         match S::MR {
-            12 => micro::<S, 12>(k, a, lda, b, tile),
-            6 => micro::<S, 6>(k, a, lda, b, tile),
-            _ => micro::<S, 3>(k, a, lda, b, tile),
+            8 => micro::<S, 8>(k, a, lda, b, tile),
+            4 => micro::<S, 4>(k, a, lda, b, tile),
+            _ => micro::<S, 2>(k, a, lda, b, tile),
         }
     } else {
-        arms!(1 2 3 4 5 6 7 8 9 10 11 12)
+        arms!(1 2 3 4 5 6 7)
     }
 }
 
-/// The register-tiled kernel: `tile[r][..nr] = Σ_k a[r][k] · b[k][..nr]` for `R` rows.
+/// The register-tiled kernel: `tile[r][..nr] = Σ_k a[r][k] · b[k][..nr]` for `R` rows read in
+/// place (row stride `lda`), each `A` value broadcast straight from memory into its FMAs.
 #[inline(always)]
 unsafe fn micro<S: Simd, const R: usize>(
     k: usize,
@@ -268,12 +302,16 @@ unsafe fn micro<S: Simd, const R: usize>(
     let l = S::LANES;
     let mut acc0 = [S::zero(); R];
     let mut acc1 = [S::zero(); R];
+    let mut rows = [a; R];
+    for (r, p) in rows.iter_mut().enumerate() {
+        *p = a.add(r * lda);
+    }
     let mut bp = b;
     for kk in 0..k {
         let b0 = S::load(bp);
         let b1 = S::load(bp.add(l));
         for r in 0..R {
-            let av = S::splat(*a.add(r * lda + kk));
+            let av = S::splat(*rows[r].add(kk));
             acc0[r] = S::fma(av, b0, acc0[r]);
             acc1[r] = S::fma(av, b1, acc1[r]);
         }
@@ -299,11 +337,13 @@ unsafe fn epilogue<S: Simd>(job: &GemmJob, tile: *const f32, r0: usize, rows: us
         while c < ncols {
             let cnt = (ncols - c).min(l);
             let mut v = S::add(S::load(tile.add(r * nr + c)), S::load(bias.add(c)));
-            v = act::<S>(job.act1, v);
             if let Some((res, ldr)) = job.res {
+                // The rare chain with an activation before the residual add.
+                if job.act1.is_some() {
+                    v = act::<S>(job.act1, v);
+                }
                 v = S::add(v, S::load_upto(res.add(row * ldr + col0 + c), cnt));
             }
-            v = act::<S>(job.act2, v);
             S::store_upto(out.add(c), v, cnt);
             c += l;
         }

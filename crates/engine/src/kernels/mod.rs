@@ -30,6 +30,46 @@ pub(crate) unsafe fn act<S: Simd>(a: Option<Act>, x: S::V) -> S::V {
     }
 }
 
+/// Apply an activation in place to `rows × c` values (row stride `ld`), the choice of
+/// activation made once, outside the loop, so each loop body is straight-line vector code.
+#[inline(always)]
+pub(crate) unsafe fn act_rows<S: Simd>(
+    a: Option<Act>,
+    y: *mut f32,
+    rows: usize,
+    c: usize,
+    ld: usize,
+) {
+    macro_rules! pass {
+        ($v:ident => $e:expr) => {
+            for r in 0..rows {
+                let p = y.add(r * ld);
+                let mut i = 0;
+                while i < c {
+                    let cnt = (c - i).min(S::LANES);
+                    let $v = S::load_upto(p.add(i), cnt);
+                    S::store_upto(p.add(i), $e, cnt);
+                    i += S::LANES;
+                }
+            }
+        };
+    }
+    let (zero, three, six) = (S::zero(), S::splat(3.0), S::splat(6.0));
+    match a {
+        None => {}
+        Some(Act::Relu) => pass!(v => S::max(v, zero)),
+        Some(Act::Relu6) => pass!(v => S::min(S::max(v, zero), six)),
+        Some(Act::Silu) => pass!(v => S::mul(v, S::sigmoid(v))),
+        Some(Act::Sigmoid) => pass!(v => S::sigmoid(v)),
+        Some(Act::HardSwish) => {
+            pass!(v => S::div(S::mul(v, S::min(S::max(S::add(v, three), zero), six)), six))
+        }
+        Some(Act::HardSigmoid) => {
+            pass!(v => S::div(S::min(S::max(S::add(v, three), zero), six), six))
+        }
+    }
+}
+
 /// A scalar reference of [`act`], for the naive kernels and tests.
 pub fn act_scalar(a: Option<Act>, x: f32) -> f32 {
     let sig = |x: f32| 1.0 / (1.0 + (-x).exp());
