@@ -26,6 +26,7 @@ use crate::error::EngineError;
 use crate::kernels::dw::{self, DwJob, PoolJob, Window};
 use crate::kernels::elem::{self, GapJob, GateJob, MapJob};
 use crate::kernels::gemm::{self, ASrc, GemmJob, Im2col, PackedB};
+use crate::kernels::Geom;
 use crate::shapes::spatial_shapes;
 use crate::simd::Isa;
 
@@ -83,21 +84,6 @@ struct Buf {
     first: usize,
     last: usize,
     offset: usize,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Geom {
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    pt: usize,
-    pl: usize,
-    dilation: usize,
 }
 
 #[derive(Debug)]
@@ -534,17 +520,7 @@ impl Kind {
                             ldx: x.ld,
                             c0: gi * cin_g,
                             cin: *cin_g,
-                            h: g.h,
-                            w: g.w,
-                            oh: g.oh,
-                            ow: g.ow,
-                            kh: g.kh,
-                            kw: g.kw,
-                            sh: g.sh,
-                            sw: g.sw,
-                            pt: g.pt,
-                            pl: g.pl,
-                            dilation: g.dilation,
+                            s: *g,
                         }),
                     };
                     let (mc, pc) = split_gemm(m, b.panels(), mr, ctx.threads);
@@ -696,18 +672,8 @@ fn window(ctx: &Ctx, x: &View, out: &View, g: &Geom) -> Window {
         y: ctx.ptr(out),
         ldy: out.ld,
         n: ctx.batch,
-        h: g.h,
-        w: g.w,
         c: out.c,
-        oh: g.oh,
-        ow: g.ow,
-        kh: g.kh,
-        kw: g.kw,
-        sh: g.sh,
-        sw: g.sw,
-        pt: g.pt,
-        pl: g.pl,
-        dilation: g.dilation,
+        s: *g,
     }
 }
 

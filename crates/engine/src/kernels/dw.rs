@@ -4,11 +4,11 @@
 
 use effcnn_arch::Act;
 
-use super::act_rows;
+use super::{act_rows, Geom};
 use crate::simd::{multiversion, Simd};
 
-/// The geometry of a window op: input `n × h × w × c` (row stride `ldx`), output `oh × ow`
-/// (row stride `ldy`), window `kh × kw`, stride, top/left padding, dilation.
+/// A window op over NHWC tensors: input `n × h × w × c` (row stride `ldx`), output rows of
+/// stride `ldy`, and its geometry.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
     pub x: *const f32,
@@ -16,23 +16,13 @@ pub struct Window {
     pub y: *mut f32,
     pub ldy: usize,
     pub n: usize,
-    pub h: usize,
-    pub w: usize,
     pub c: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub pt: usize,
-    pub pl: usize,
-    pub dilation: usize,
+    pub s: Geom,
 }
 
 impl Window {
     pub fn tasks(&self) -> usize {
-        self.n * self.oh
+        self.n * self.s.oh
     }
     /// Valid tap range `[k0, k1)` of an output coordinate (dilation 1).
     #[inline(always)]
@@ -93,26 +83,29 @@ const OB: usize = 8;
 unsafe fn dw_task_generic<S: Simd>(j: &DwJob, t: usize) {
     let g = &j.g;
     let l = S::LANES;
-    let (n, oy) = (t / g.oh, t % g.oh);
-    let d = g.dilation;
+    let (n, oy) = (t / g.s.oh, t % g.s.oh);
+    let d = g.s.dilation;
     // Valid kernel rows of this output row.
-    let iy0 = (oy * g.sh) as isize - g.pt as isize;
+    let iy0 = (oy * g.s.sh) as isize - g.s.pt as isize;
     let ky_ok = |ky: usize| {
         let iy = iy0 + (ky * d) as isize;
-        iy >= 0 && (iy as usize) < g.h
+        iy >= 0 && (iy as usize) < g.s.h
     };
-    let ky0 = (0..g.kh).find(|&ky| ky_ok(ky)).unwrap_or(g.kh);
-    let ky1 = (0..g.kh).rev().find(|&ky| ky_ok(ky)).map_or(ky0, |k| k + 1);
+    let ky0 = (0..g.s.kh).find(|&ky| ky_ok(ky)).unwrap_or(g.s.kh);
+    let ky1 = (0..g.s.kh)
+        .rev()
+        .find(|&ky| ky_ok(ky))
+        .map_or(ky0, |k| k + 1);
     // Output columns whose every tap is inside the input.
-    let span = (g.kw - 1) * d;
-    let ox_lo = g.pl.div_ceil(g.sw).min(g.ow);
-    let ox_hi = if g.w + g.pl > span {
-        ((g.w + g.pl - span - 1) / g.sw + 1).min(g.ow)
+    let span = (g.s.kw - 1) * d;
+    let ox_lo = g.s.pl.div_ceil(g.s.sw).min(g.s.ow);
+    let ox_hi = if g.s.w + g.s.pl > span {
+        ((g.s.w + g.s.pl - span - 1) / g.s.sw + 1).min(g.s.ow)
     } else {
         0
     }
     .max(ox_lo);
-    let out_row = g.y.add((n * g.oh + oy) * g.ow * g.ldy);
+    let out_row = g.y.add((n * g.s.oh + oy) * g.s.ow * g.ldy);
     let mut cb = 0;
     while cb < g.c {
         let cnt = (g.c - cb).min(l);
@@ -132,7 +125,7 @@ unsafe fn dw_task_generic<S: Simd>(j: &DwJob, t: usize) {
         }
         cb += l;
     }
-    act_rows::<S>(j.act, out_row, g.ow, g.c, g.ldy);
+    act_rows::<S>(j.act, out_row, g.s.ow, g.c, g.ldy);
 }
 
 /// One output row of one channel block.
@@ -180,7 +173,7 @@ unsafe fn dw_row<S: Simd, const FULL: bool>(j: &DwJob, r: &Row, ox_lo: usize, ox
         dw_block::<S, FULL, 1>(j, r, ox);
         ox += 1;
     }
-    while ox < g.ow {
+    while ox < g.s.ow {
         dw_edge::<S, FULL>(j, r, ox);
         ox += 1;
     }
@@ -190,12 +183,13 @@ unsafe fn dw_row<S: Simd, const FULL: bool>(j: &DwJob, r: &Row, ox_lo: usize, ox
 #[inline(always)]
 unsafe fn dw_block<S: Simd, const FULL: bool, const B: usize>(j: &DwJob, r: &Row, ox: usize) {
     let g = &j.g;
-    let d = g.dilation;
+    let d = g.s.dilation;
     let bias = ld::<S, FULL>(j.bias.add(r.cb), r.cnt);
-    let img = g.x.add(r.n * g.h * g.w * g.ldx + r.cb);
-    let ix0 = ox * g.sw - g.pl;
-    let step = g.sw * g.ldx;
-    let out = g.y.add(((r.n * g.oh + r.oy) * g.ow + ox) * g.ldy + r.cb);
+    let img = g.x.add(r.n * g.s.h * g.s.w * g.ldx + r.cb);
+    let ix0 = ox * g.s.sw - g.s.pl;
+    let step = g.s.sw * g.ldx;
+    let out =
+        g.y.add(((r.n * g.s.oh + r.oy) * g.s.ow + ox) * g.ldy + r.cb);
     // The accumulators are named one by one (not an indexed array) so that they stay in
     // registers across the runtime-length tap loops.
     macro_rules! taps {
@@ -203,9 +197,9 @@ unsafe fn dw_block<S: Simd, const FULL: bool, const B: usize>(j: &DwJob, r: &Row
             $(let mut $a = bias;)*
             for ky in r.ky0..r.ky1 {
                 let iy = (r.iy0 + (ky * d) as isize) as usize;
-                let row = img.add((iy * g.w + ix0) * g.ldx);
-                let wrow = j.w.add(ky * g.kw * g.c + r.cb);
-                for kx in 0..g.kw {
+                let row = img.add((iy * g.s.w + ix0) * g.ldx);
+                let wrow = j.w.add(ky * g.s.kw * g.c + r.cb);
+                for kx in 0..g.s.kw {
                     let wv = ld::<S, FULL>(wrow.add(kx * g.c), r.cnt);
                     let x = row.add(kx * d * g.ldx);
                     $($a = S::fma(ld::<S, FULL>(x.add($b * step), r.cnt), wv, $a);)*
@@ -226,22 +220,23 @@ unsafe fn dw_block<S: Simd, const FULL: bool, const B: usize>(j: &DwJob, r: &Row
 #[inline(always)]
 unsafe fn dw_edge<S: Simd, const FULL: bool>(j: &DwJob, r: &Row, ox: usize) {
     let g = &j.g;
-    let d = g.dilation;
+    let d = g.s.dilation;
     let mut acc = ld::<S, FULL>(j.bias.add(r.cb), r.cnt);
     for ky in r.ky0..r.ky1 {
         let iy = (r.iy0 + (ky * d) as isize) as usize;
-        for kx in 0..g.kw {
-            let ix = (ox * g.sw + kx * d) as isize - g.pl as isize;
-            if ix < 0 || ix as usize >= g.w {
+        for kx in 0..g.s.kw {
+            let ix = (ox * g.s.sw + kx * d) as isize - g.s.pl as isize;
+            if ix < 0 || ix as usize >= g.s.w {
                 continue;
             }
-            let pix = (r.n * g.h + iy) * g.w + ix as usize;
+            let pix = (r.n * g.s.h + iy) * g.s.w + ix as usize;
             let xv = ld::<S, FULL>(g.x.add(pix * g.ldx + r.cb), r.cnt);
-            let wv = ld::<S, FULL>(j.w.add((ky * g.kw + kx) * g.c + r.cb), r.cnt);
+            let wv = ld::<S, FULL>(j.w.add((ky * g.s.kw + kx) * g.c + r.cb), r.cnt);
             acc = S::fma(xv, wv, acc);
         }
     }
-    let out = g.y.add(((r.n * g.oh + r.oy) * g.ow + ox) * g.ldy + r.cb);
+    let out =
+        g.y.add(((r.n * g.s.oh + r.oy) * g.s.ow + ox) * g.ldy + r.cb);
     st::<S, FULL>(out, acc, r.cnt);
 }
 
@@ -249,14 +244,14 @@ unsafe fn dw_edge<S: Simd, const FULL: bool>(j: &DwJob, r: &Row, ox: usize) {
 unsafe fn pool_task_generic<S: Simd>(j: &PoolJob, t: usize) {
     let g = &j.g;
     let l = S::LANES;
-    let (n, oy) = (t / g.oh, t % g.oh);
-    let (ky0, ky1, iy0) = Window::taps(oy, g.sh, g.pt, g.kh, g.h);
-    for ox in 0..g.ow {
-        let (kx0, kx1, ix0) = Window::taps(ox, g.sw, g.pl, g.kw, g.w);
+    let (n, oy) = (t / g.s.oh, t % g.s.oh);
+    let (ky0, ky1, iy0) = Window::taps(oy, g.s.sh, g.s.pt, g.s.kh, g.s.h);
+    for ox in 0..g.s.ow {
+        let (kx0, kx1, ix0) = Window::taps(ox, g.s.sw, g.s.pl, g.s.kw, g.s.w);
         let taps = (ky1 - ky0) * (kx1 - kx0);
-        let div = if j.include_pad { g.kh * g.kw } else { taps };
+        let div = if j.include_pad { g.s.kh * g.s.kw } else { taps };
         let inv = S::splat(1.0 / div.max(1) as f32);
-        let out = g.y.add(((n * g.oh + oy) * g.ow + ox) * g.ldy);
+        let out = g.y.add(((n * g.s.oh + oy) * g.s.ow + ox) * g.ldy);
         let mut cb = 0;
         while cb < g.c {
             let cnt = (g.c - cb).min(l);
@@ -265,7 +260,8 @@ unsafe fn pool_task_generic<S: Simd>(j: &PoolJob, t: usize) {
                 let iy = (iy0 + ky as isize) as usize;
                 for kx in kx0..kx1 {
                     let ix = (ix0 + kx as isize) as usize;
-                    let xv = S::load_upto(g.x.add(((n * g.h + iy) * g.w + ix) * g.ldx + cb), cnt);
+                    let xv =
+                        S::load_upto(g.x.add(((n * g.s.h + iy) * g.s.w + ix) * g.ldx + cb), cnt);
                     acc = if j.max {
                         S::max(xv, acc)
                     } else {

@@ -10,7 +10,7 @@
 
 use effcnn_arch::Act;
 
-use super::{act, act_rows};
+use super::{act, act_rows, Geom};
 use crate::simd::{multiversion, Simd};
 
 /// `B` (`k × n`) packed into column panels of `nr`, zero-padded to whole panels.
@@ -87,17 +87,7 @@ pub struct Im2col {
     pub ldx: usize,
     pub c0: usize,
     pub cin: usize,
-    pub h: usize,
-    pub w: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub pt: usize,
-    pub pl: usize,
-    pub dilation: usize,
+    pub s: Geom,
 }
 
 impl Im2col {
@@ -106,22 +96,22 @@ impl Im2col {
     /// # Safety
     /// `x` must be valid for the geometry and `dst` for `rows · kh · kw · cin` floats.
     pub unsafe fn gather(&self, r0: usize, rows: usize, dst: *mut f32) {
-        let k = self.kh * self.kw * self.cin;
+        let k = self.s.kh * self.s.kw * self.cin;
         for r in 0..rows {
             let row = r0 + r;
-            let ox = row % self.ow;
-            let oy = (row / self.ow) % self.oh;
-            let n = row / (self.ow * self.oh);
+            let ox = row % self.s.ow;
+            let oy = (row / self.s.ow) % self.s.oh;
+            let n = row / (self.s.ow * self.s.oh);
             let d = dst.add(r * k);
-            for ky in 0..self.kh {
-                let iy = (oy * self.sh + ky * self.dilation) as isize - self.pt as isize;
-                for kx in 0..self.kw {
-                    let ix = (ox * self.sw + kx * self.dilation) as isize - self.pl as isize;
-                    let dd = d.add((ky * self.kw + kx) * self.cin);
-                    if iy < 0 || ix < 0 || iy as usize >= self.h || ix as usize >= self.w {
+            for ky in 0..self.s.kh {
+                let iy = (oy * self.s.sh + ky * self.s.dilation) as isize - self.s.pt as isize;
+                for kx in 0..self.s.kw {
+                    let ix = (ox * self.s.sw + kx * self.s.dilation) as isize - self.s.pl as isize;
+                    let dd = d.add((ky * self.s.kw + kx) * self.cin);
+                    if iy < 0 || ix < 0 || iy as usize >= self.s.h || ix as usize >= self.s.w {
                         std::ptr::write_bytes(dd, 0, self.cin);
                     } else {
-                        let pix = (n * self.h + iy as usize) * self.w + ix as usize;
+                        let pix = (n * self.s.h + iy as usize) * self.s.w + ix as usize;
                         std::ptr::copy_nonoverlapping(
                             self.x.add(pix * self.ldx + self.c0),
                             dd,

@@ -10,6 +10,24 @@ use effcnn_arch::Act;
 
 use crate::simd::Simd;
 
+/// The geometry of a sliding-window op: input `h × w`, output `oh × ow`, window `kh × kw`,
+/// stride, top/left padding and dilation. Shared by convolutions (depthwise, im2col) and
+/// pooling.
+#[derive(Debug, Clone, Copy)]
+pub struct Geom {
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub pt: usize,
+    pub pl: usize,
+    pub dilation: usize,
+}
+
 /// Apply an activation (PyTorch's formulas) to one vector.
 #[inline(always)]
 pub(crate) unsafe fn act<S: Simd>(a: Option<Act>, x: S::V) -> S::V {
