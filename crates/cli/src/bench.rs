@@ -7,12 +7,12 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;
 use effcnn_arch::{cost, Op};
-use effcnn_nn::{EffNet, InitConfig};
+use effcnn_nn::{ComputeDevice, EffNet, InitConfig};
 use effcnn_report::{Cell, Column, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::common::{out, render, Format, ModelArgs};
+use crate::common::{out, render, DeviceArgs, Format, ModelArgs};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -27,9 +27,8 @@ pub struct BenchArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Device: cpu (burn flex).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Untimed warm-up runs.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
@@ -153,12 +152,6 @@ pub fn set_threads(threads: Option<usize>) -> Result<usize> {
 }
 
 pub fn bench(a: BenchArgs) -> Result<()> {
-    if a.device != "cpu" {
-        bail!(
-            "--device {}: effcnn runs on cpu only (no CUDA backend is built yet)",
-            a.device
-        );
-    }
     if a.batch.contains(&0) {
         bail!("--batch sizes must be at least 1");
     }
@@ -166,6 +159,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         bail!("--runs must be at least 1");
     }
     let threads = set_threads(a.threads)?;
+    let device = a.device.get();
+    device.open()?;
     let mut results = Vec::new();
     let total = (a.models.len() * a.batch.len()) as u64;
     let pb = ProgressBar::new(total);
@@ -181,9 +176,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 runs: a.runs,
                 min_seconds: a.min_seconds,
             };
-            let mut r = measure(name, &a.m.options(), b, threads, t)?;
+            let mut r = measure(name, &a.m.options(), b, threads, device, t)?;
             if a.per_layer {
-                r.profile = Some(profile(name, &a.m.options(), b, t)?);
+                r.profile = Some(profile(name, &a.m.options(), b, device, t)?);
             }
             results.push(r);
             pb.inc(1);
@@ -219,9 +214,10 @@ pub fn measure(
     opts: &effcnn_arch::Options,
     b: usize,
     threads: usize,
+    on: ComputeDevice,
     t: Timing,
 ) -> Result<BenchResult> {
-    let device = effcnn_nn::cpu();
+    let device = on.open()?;
     let model = EffNet::from_zoo(name, opts, &device, InitConfig::default())?;
     let g = model.graph().clone();
     let c = cost::analyze(&g);
@@ -256,7 +252,7 @@ pub fn measure(
         batch: b,
         threads,
         resolution: s.h,
-        device: "cpu (burn flex)".into(),
+        device: on.describe(),
         median_ms,
         p90_ms,
         img_per_s: b as f64 / (median_ms / 1e3),
@@ -294,9 +290,10 @@ pub fn profile(
     name: &str,
     opts: &effcnn_arch::Options,
     b: usize,
+    on: ComputeDevice,
     t: Timing,
 ) -> Result<LayerProfile> {
-    let device = effcnn_nn::cpu();
+    let device = on.open()?;
     let model = EffNet::from_zoo(name, opts, &device, InitConfig::default())?;
     let g = model.graph().clone();
     let s = g.input_shape();
@@ -481,7 +478,12 @@ pub fn bench_table(r: &[BenchResult]) -> Table {
             x.peak_rss_mib.map_or(Cell::Empty, |m| Cell::float(m, 0)),
         ]);
     }
-    t.push_note("device: cpu (burn flex); median and p90 over the timed runs after warm-up");
+    let mut devices: Vec<&str> = r.iter().map(|x| x.device.as_str()).collect();
+    devices.dedup();
+    t.push_note(format!(
+        "device: {}; median and p90 over the timed runs after warm-up",
+        devices.join(", ")
+    ));
     t
 }
 
@@ -508,7 +510,7 @@ mod tests {
             runs: 2,
             min_seconds: 0.0,
         };
-        let p = profile("dwsep_cnn", &opts, 2, t).unwrap();
+        let p = profile("dwsep_cnn", &opts, 2, ComputeDevice::Cpu, t).unwrap();
         let g = effcnn_arch::resolve("dwsep_cnn", &opts).unwrap();
         assert_eq!(p.runs, 2);
         assert_eq!(p.layers.len(), g.nodes.len());

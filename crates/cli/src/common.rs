@@ -5,6 +5,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use effcnn_arch::{Options, Profile};
+use effcnn_nn::ComputeDevice;
 use effcnn_report::Table;
 
 /// Output format of a table.
@@ -64,6 +65,31 @@ impl ModelArgs {
             dropout: None,
         }
     }
+}
+
+/// `--device`: where models run.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct DeviceArgs {
+    /// Compute device: `cpu` (burn's flex backend) or `cuda[:N]` (GPU N, 0 the first; needs
+    /// effcnn built with `--features cuda`) [default: cpu].
+    #[arg(long, value_name = "DEVICE", value_parser = parse_device)]
+    pub device: Option<ComputeDevice>,
+}
+
+impl DeviceArgs {
+    /// The device asked for (the CPU by default).
+    pub fn get(&self) -> ComputeDevice {
+        self.device.unwrap_or_default()
+    }
+
+    /// The burn device, or a one-line error (CUDA not built in, no driver, no such GPU).
+    pub fn open(&self) -> Result<burn::tensor::Device> {
+        Ok(self.get().open()?)
+    }
+}
+
+fn parse_device(s: &str) -> Result<ComputeDevice, String> {
+    s.parse().map_err(|e: effcnn_nn::DeviceError| e.to_string())
 }
 
 /// Write text to stdout (a closed pipe is not an error; see `is_broken_pipe`).

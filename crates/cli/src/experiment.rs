@@ -47,9 +47,8 @@ pub struct ExperimentArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Device: cpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: crate::common::DeviceArgs,
     /// Output directory: runs/ (one run folder per model and seed), report.md/html, plots.
     #[arg(long)]
     pub out: PathBuf,
@@ -117,9 +116,9 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 pub fn experiment(a: ExperimentArgs) -> Result<()> {
-    if a.device != "cpu" {
-        bail!("--device {}: this build trains on cpu only", a.device);
-    }
+    let device = a.device.get();
+    // A device this build or machine cannot use fails before anything is written.
+    device.open()?;
     let p = plan(&a);
     if p.epochs == 0 || p.seeds == 0 {
         bail!("--epochs and --seeds must be at least 1");
@@ -135,6 +134,7 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
         c.batch_size = a.batch_size;
         a.sample.apply(&mut c);
         c.threads = Some(threads);
+        c.device = device.to_string();
         c.validate().context("invalid experiment flags")?;
         Ok(c)
     };
@@ -174,6 +174,7 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
             &Options::cifar(),
             1,
             threads,
+            device,
             Timing {
                 warmup: 2,
                 runs: 10,

@@ -52,7 +52,7 @@ enum Cmd {
     Predict(weights_cmds::PredictArgs),
     /// Convert a PyTorch checkpoint to .safetensors (keys kept, or renamed with --canonical MODEL).
     Convert(weights_cmds::ConvertArgs),
-    /// Train a zoo model on CPU into a run folder (config, metrics, checkpoints, summary).
+    /// Train a zoo model (CPU, or a GPU with --device cuda) into a run folder (config, metrics, checkpoints, summary).
     Train(train_cmds::TrainArgs),
     /// Accuracy, per-class accuracy and confusion matrix of a run folder or a weights file.
     Eval(train_cmds::EvalArgs),

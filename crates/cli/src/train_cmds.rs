@@ -165,9 +165,8 @@ pub struct TrainArgs {
     /// CPU threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Compute device (only `cpu`, burn's flex backend).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: crate::common::DeviceArgs,
     /// Run folder: config.json, metrics.jsonl, last/best.safetensors, summary.json.
     #[arg(long)]
     pub out: PathBuf,
@@ -253,7 +252,7 @@ impl TrainArgs {
         c.image_size = self.image_size;
         c.classes = self.classes;
         c.threads = self.threads;
-        c.device = self.device.clone();
+        c.device = self.device.get().to_string();
         c.validate().context("invalid training flags")?;
         Ok(c)
     }
@@ -300,10 +299,22 @@ pub fn train(args: TrainArgs) -> Result<()> {
                 args.model
             );
         }
+        if let Some(d) = args.device.device {
+            if existing.device != d.to_string() {
+                bail!(
+                    "--resume: the run in {} trains on {}, not {d} (a run resumes on its own \
+                     device; drop --device)",
+                    args.out.display(),
+                    existing.device
+                );
+            }
+        }
         effcnn_train::resume(&args.out, &opts)
             .with_context(|| format!("resuming the run in {}", args.out.display()))?
     } else {
         let config = args.config()?;
+        // A device this build or machine cannot use fails before anything is written.
+        args.device.open()?;
         effcnn_train::train(config, &args.out, &opts)
             .with_context(|| format!("training {} into {}", args.model, args.out.display()))?
     };
@@ -346,6 +357,8 @@ pub struct EvalArgs {
     /// Batch size.
     #[arg(long)]
     pub batch_size: Option<usize>,
+    #[command(flatten)]
+    pub device: crate::common::DeviceArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
     pub format: EvalFormat,
@@ -405,6 +418,8 @@ pub fn eval_tables(r: &EvalReport) -> Result<Vec<Table>> {
 
 /// Runs `effcnn eval`.
 pub fn eval(args: EvalArgs) -> Result<()> {
+    // A device this build or machine cannot use fails before the data is loaded.
+    args.device.open()?;
     let opts = EvalOptions {
         data: args.data.clone(),
         weights: if args.best {
@@ -417,6 +432,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         profile: args.profile.map(Into::into),
         image_size: args.image_size,
         batch_size: args.batch_size,
+        device: args.device.get(),
     };
     let report = effcnn_train::eval(&args.source, &opts)
         .with_context(|| format!("evaluating {}", args.source.display()))?;

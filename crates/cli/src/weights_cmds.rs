@@ -9,7 +9,7 @@ use effcnn_nn::predict::{load_input, predict as run_predict, Normalization};
 use effcnn_nn::{convert as convert_file, load_weights, EffNet, InitConfig};
 use effcnn_report::{Cell, Column, Table};
 
-use crate::common::{out, render, Format, ModelArgs};
+use crate::common::{out, render, DeviceArgs, Format, ModelArgs};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LayoutArg {
@@ -63,6 +63,8 @@ pub struct PredictArgs {
     /// Input normalization for images.
     #[arg(long, value_enum, default_value_t = NormArg::Model)]
     pub norm: NormArg,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
@@ -71,7 +73,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     if a.topk == 0 {
         bail!("--topk must be at least 1");
     }
-    let device = effcnn_nn::cpu();
+    let device = a.device.open()?;
     let mut model = EffNet::from_zoo(&a.model, &a.m.options(), &device, InitConfig::default())?;
     let rep = load_weights(&mut model, &a.weights, a.layout.map(Into::into), false)
         .with_context(|| format!("--weights {}", a.weights.display()))?;

@@ -1234,3 +1234,84 @@ fn disk_full_while_writing() {
     }
     let _ = std::io::stderr().flush();
 }
+
+#[test]
+fn devices_that_cannot_be_used_are_a_clear_error() {
+    // A build without the `cuda` feature says so and how to build it; a build with it, on a
+    // machine without an NVIDIA driver, says that. Either way: exit 2, one line, no panic, no
+    // output, nothing written. (With the feature on a machine with a driver, cuda works and
+    // only the malformed names below are checked.)
+    let no_cuda = if cfg!(feature = "cuda") {
+        if Path::new("/proc/driver/nvidia").exists() {
+            None
+        } else {
+            Some("no CUDA driver")
+        }
+    } else {
+        Some("built without CUDA support (the `cuda` feature); build it with `cargo build --release -p effcnn --features cuda`")
+    };
+    let out = fresh("device-cuda").join("run");
+    let missing = out.join("missing");
+    if let Some(want) = no_cuda {
+        for args in [
+            vec![
+                "bench",
+                "dwsep_cnn",
+                "--profile",
+                "cifar",
+                "--device",
+                "cuda",
+            ],
+            vec![
+                "train",
+                "dwsep_cnn",
+                "--data",
+                "synthetic",
+                "--device",
+                "cuda:1",
+                "--out",
+                s(&out),
+            ],
+            vec!["eval", s(&missing), "--device", "cuda"],
+            vec![
+                "predict",
+                "dwsep_cnn",
+                "--weights",
+                s(&missing),
+                s(&missing),
+                "--device",
+                "cuda:0",
+            ],
+            vec!["experiment", "dwsep", "--device", "cuda", "--out", s(&out)],
+        ] {
+            let err = fails(&args, &[want, "device cuda:"]);
+            assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+        }
+        assert!(
+            !out.exists(),
+            "a refused device must leave no folder behind"
+        );
+    }
+    for bad in ["tpu", "cuda:x", "cuda:", "gpu0"] {
+        fails(
+            &["bench", "dwsep_cnn", "--device", bad],
+            &[
+                &format!("unknown device '{bad}'"),
+                "expected cpu, cuda or cuda:N",
+            ],
+        );
+        fails(
+            &[
+                "train",
+                "dwsep_cnn",
+                "--data",
+                "synthetic",
+                "--device",
+                bad,
+                "--out",
+                s(&out),
+            ],
+            &["unknown device"],
+        );
+    }
+}

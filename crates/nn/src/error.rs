@@ -14,6 +14,9 @@ pub enum NnError {
     /// Resolving an architecture failed.
     #[error(transparent)]
     Arch(#[from] effcnn_arch::ArchError),
+    /// The compute device cannot be used (unknown, not built in, no driver or GPU).
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
     /// An I/O error on a named file.
     #[error("{path}: {error}")]
     Io {

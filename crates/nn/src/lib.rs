@@ -2,6 +2,7 @@
 //!
 //! - [`model::EffNet`]: a burn module that interprets an [`effcnn_arch::Graph`] (any backend;
 //!   the backend is the [`burn::tensor::Device`] the model lives on).
+//! - [`device`]: `cpu` / `cuda[:N]` selection; CUDA (burn's CUDA backend) with the `cuda` feature.
 //! - [`checkpoint`]: `.safetensors` and PyTorch `.pth` import (keys mapped through the graph's
 //!   layouts), safetensors export, `.pth` → `.safetensors` conversion. PyTorch pickles are
 //!   checked weights-only before they are read ([`NnError::UnsafePickle`]).
@@ -11,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod device;
 pub mod engine;
 pub mod error;
 pub mod model;
@@ -22,6 +24,7 @@ pub use checkpoint::{
     apply_tensors, convert, detect_layout, load_weights, read_checkpoint, save_safetensors,
     ConvertReport, LoadReport, RawTensor, TensorMap,
 };
+pub use device::{ComputeDevice, DeviceError};
 pub use error::{MismatchReport, NnError};
 pub use model::{EffNet, InitConfig};
 

@@ -195,7 +195,8 @@ pub struct TrainConfig {
     pub test_limit: Option<usize>,
     /// CPU threads of the compute pool (`None`: all cores).
     pub threads: Option<usize>,
-    /// Compute device: `cpu` (burn's flex backend).
+    /// Compute device: `cpu` (burn's flex backend) or `cuda[:N]` (burn's CUDA backend, in a
+    /// build with the `cuda` feature).
     pub device: String,
     /// effcnn version that wrote the configuration.
     pub effcnn_version: String,
@@ -275,6 +276,14 @@ impl TrainConfig {
         }
     }
 
+    /// [`Self::device`] parsed (`cpu`, `cuda`, `cuda:N`). Whether this build and machine can
+    /// use it is decided when the run opens it.
+    pub fn compute_device(&self) -> Result<effcnn_nn::ComputeDevice> {
+        self.device
+            .parse()
+            .map_err(|e: effcnn_nn::DeviceError| TrainError::Config(e.to_string()))
+    }
+
     /// Checks every value's range; the message names the offending setting.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(TrainError::Config(m));
@@ -321,12 +330,7 @@ impl TrainConfig {
         if self.threads == Some(0) {
             return bad("threads must be at least 1".into());
         }
-        if self.device != "cpu" {
-            return bad(format!(
-                "device '{}' is not supported: training runs on 'cpu' (burn's flex backend)",
-                self.device
-            ));
-        }
+        self.compute_device()?;
         if self.image_size == Some(0) {
             return bad("image size must be at least 1".into());
         }
@@ -351,8 +355,10 @@ mod tests {
         let back: TrainConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, c);
         let mut e = c.clone();
-        e.device = "cuda".into();
-        assert!(e.validate().unwrap_err().to_string().contains("cuda"));
+        e.device = "cuda:1".into();
+        assert!(e.validate().is_ok());
+        e.device = "tpu".into();
+        assert!(e.validate().unwrap_err().to_string().contains("tpu"));
         let mut e = c;
         e.label_smoothing = 1.0;
         assert!(e.validate().is_err());

@@ -123,6 +123,8 @@ pub enum RunWeights {
 pub struct EvalOptions {
     /// Dataset spec; `None` uses the run's own data (required for a bare weights file).
     pub data: Option<String>,
+    /// Where the model runs (default: the CPU).
+    pub device: effcnn_nn::ComputeDevice,
     /// Which weights of a run folder.
     pub weights: RunWeights,
     /// For a bare weights file outside a run folder: the model name (default: the name recorded
@@ -252,7 +254,7 @@ pub fn eval(source: &Path, opts: &EvalOptions) -> Result<EvalReport> {
             graph.meta.classes
         )));
     }
-    let device = effcnn_nn::cpu();
+    let device = opts.device.open().map_err(effcnn_nn::NnError::from)?;
     let mut model = EffNet::new(&graph, &device, InitConfig::default())?;
     model.check_input([1, 3, h, w])?;
     effcnn_nn::load_weights(&mut model, &weights, None, false)?;

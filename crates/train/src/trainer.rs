@@ -70,7 +70,7 @@ pub struct RunSummary {
     pub wall_seconds: f64,
     /// Mean training throughput over the completed epochs (images per second).
     pub img_per_s: f64,
-    /// Compute device, e.g. `cpu (flex, 2 threads)`.
+    /// Compute device, e.g. `cpu (flex, 2 threads)` or `cuda:0 (NVIDIA H200, burn cuda)`.
     pub device: String,
     /// Description of the data source.
     pub data: String,
@@ -364,8 +364,9 @@ impl Session {
         config.resolved = Some(resolved.clone());
         config.effcnn_version = crate::config::EFFCNN_VERSION.to_string();
 
-        let device = effcnn_nn::cpu().autodiff();
-        let eval_device = effcnn_nn::cpu();
+        let compute = config.compute_device()?;
+        let eval_device = compute.open().map_err(effcnn_nn::NnError::from)?;
+        let device = eval_device.clone().autodiff();
         device.seed(config.seed);
         let mut model = EffNet::new(&graph, &device, InitConfig { seed: config.seed })?;
         model.check_input([1, 3, h, w])?;
@@ -424,10 +425,14 @@ impl Session {
             },
         )?;
         Ok(Session {
-            device_desc: format!(
-                "cpu (flex, {threads} thread{})",
-                if threads == 1 { "" } else { "s" }
-            ),
+            device_desc: if compute.is_cpu() {
+                format!(
+                    "cpu (flex, {threads} thread{})",
+                    if threads == 1 { "" } else { "s" }
+                )
+            } else {
+                compute.describe()
+            },
             data_desc: resolved.source.clone(),
             config,
             out: out.to_path_buf(),
