@@ -7,12 +7,13 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;
 use effcnn_arch::{cost, Op};
+use effcnn_nn::engine::{Engine, Inference, PlanOptions};
 use effcnn_nn::{ComputeDevice, EffNet, InitConfig};
 use effcnn_report::{Cell, Column, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::common::{out, render, DeviceArgs, Format, ModelArgs};
+use crate::common::{out, render, DeviceArgs, EngineArgs, Format, ModelArgs};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -29,6 +30,8 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub device: DeviceArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Untimed warm-up runs.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
@@ -176,9 +179,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 runs: a.runs,
                 min_seconds: a.min_seconds,
             };
-            let mut r = measure(name, &a.m.options(), b, threads, device, t)?;
+            let engine = a.engine.engine.into();
+            let mut r = measure(name, &a.m.options(), b, threads, device, engine, t)?;
             if a.per_layer {
-                r.profile = Some(profile(name, &a.m.options(), b, device, t)?);
+                r.profile = Some(profile(name, &a.m.options(), b, device, engine, t)?);
             }
             results.push(r);
             pb.inc(1);
@@ -200,6 +204,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     out(&text)
 }
 
+/// The deterministic benchmark input of `dims` (values in [-1, 1]).
+fn bench_input(dims: [usize; 4]) -> Vec<f32> {
+    let n: usize = dims.iter().product();
+    (0..n).map(|i| ((i % 255) as f32 / 127.5) - 1.0).collect()
+}
+
 /// How long to time one (model, batch).
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -208,13 +218,15 @@ pub struct Timing {
     pub min_seconds: f64,
 }
 
-/// Time the eval-mode forward pass of a zoo model (random init, weights do not change speed).
+/// Time the eval-mode forward pass of a zoo model (random init, weights do not change speed)
+/// through `engine` (effcnn's compiled plan on the CPU, or burn's forward).
 pub fn measure(
     name: &str,
     opts: &effcnn_arch::Options,
     b: usize,
     threads: usize,
     on: ComputeDevice,
+    engine: Engine,
     t: Timing,
 ) -> Result<BenchResult> {
     let device = on.open()?;
@@ -222,18 +234,14 @@ pub fn measure(
     let g = model.graph().clone();
     let c = cost::analyze(&g);
     let s = g.input_shape();
-    let n = b * s.c * s.h * s.w;
-    let data: Vec<f32> = (0..n).map(|i| ((i % 255) as f32 / 127.5) - 1.0).collect();
-    let x = Tensor::<4>::from_data(TensorData::new(data, [b, s.c, s.h, s.w]), &device);
-    let run = || -> Result<()> {
-        let y = model.forward(x.clone());
-        let v = y.into_data();
-        v.as_slice::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))
-            .context("reading the logits")?;
+    let dims = [b, s.c, s.h, s.w];
+    let data = bench_input(dims);
+    let mut inference = Inference::new(&model, engine, PlanOptions::default())?;
+    let mut run = || -> Result<()> {
+        inference.logits(&data, dims).context("running the model")?;
         Ok(())
     };
-    for _ in 0..t.warmup {
+    for _ in 0..t.warmup.max(1) {
         run()?;
     }
     let mut times = Vec::new();
@@ -246,13 +254,17 @@ pub fn measure(
             break;
         }
     }
+    let device_desc = match inference.plan(dims) {
+        Some(p) => format!("cpu (effcnn plan, {})", p.isa().name()),
+        None => on.describe(),
+    };
     let (median_ms, p90_ms) = percentiles(&mut times);
     Ok(BenchResult {
         model: name.to_string(),
         batch: b,
         threads,
         resolution: s.h,
-        device: on.describe(),
+        device: device_desc,
         median_ms,
         p90_ms,
         img_per_s: b as f64 / (median_ms / 1e3),
@@ -285,42 +297,78 @@ pub fn op_group(node: &effcnn_arch::Node) -> &'static str {
     }
 }
 
-/// Time every node of the eval-mode forward pass (median per node over the profiled runs).
+/// Time every step of the eval-mode forward pass (median per step over the profiled runs): the
+/// compiled plan's steps (a fused chain is one row, named by all of its nodes) or, with burn's
+/// forward, every graph node.
 pub fn profile(
     name: &str,
     opts: &effcnn_arch::Options,
     b: usize,
     on: ComputeDevice,
+    engine: Engine,
     t: Timing,
 ) -> Result<LayerProfile> {
     let device = on.open()?;
     let model = EffNet::from_zoo(name, opts, &device, InitConfig::default())?;
     let g = model.graph().clone();
     let s = g.input_shape();
-    let n = b * s.c * s.h * s.w;
-    let data: Vec<f32> = (0..n).map(|i| ((i % 255) as f32 / 127.5) - 1.0).collect();
-    let x = Tensor::<4>::from_data(TensorData::new(data, [b, s.c, s.h, s.w]), &device);
-    for _ in 0..t.warmup {
-        let _ = model.forward_profiled(x.clone());
-    }
-    let mut per_node: Vec<Vec<Duration>> = vec![Vec::new(); g.nodes.len()];
-    let start = Instant::now();
+    let dims = [b, s.c, s.h, s.w];
+    let data = bench_input(dims);
+    // One row per step: (path, op, group, MACs per image) and its timings.
+    let mut rows: Vec<(String, String, String, u64)> = Vec::new();
+    let mut per_node: Vec<Vec<Duration>>;
     let mut runs = 0;
-    while runs < t.runs || (start.elapsed().as_secs_f64() < t.min_seconds && runs < 1000) {
-        let (_, times) = model.forward_profiled(x.clone());
-        for (id, d) in times {
-            per_node[id].push(d);
+    let start = Instant::now();
+    let more = |runs: usize| {
+        runs < t.runs || (start.elapsed().as_secs_f64() < t.min_seconds && runs < 1000)
+    };
+    if engine == Engine::Plan && on.is_cpu() {
+        let mut plan = effcnn_nn::engine::compile_plan(&model, dims, PlanOptions::default())?;
+        for step in plan.steps() {
+            let first = &g.nodes[step.nodes[0]];
+            rows.push((
+                step.label.clone(),
+                step.op.to_string(),
+                op_group(first).to_string(),
+                step.macs / b as u64,
+            ));
         }
-        runs += 1;
+        per_node = vec![Vec::new(); rows.len()];
+        for _ in 0..t.warmup.max(1) {
+            plan.run(&data)?;
+        }
+        while more(runs) {
+            let (_, times) = plan.run_profiled(&data)?;
+            for (v, d) in per_node.iter_mut().zip(times) {
+                v.push(d);
+            }
+            runs += 1;
+        }
+    } else {
+        for node in &g.nodes {
+            rows.push((
+                node.path.clone(),
+                node.op.kind().to_string(),
+                op_group(node).to_string(),
+                cost::node_macs(&node.op, node.shape),
+            ));
+        }
+        per_node = vec![Vec::new(); g.nodes.len()];
+        let x = Tensor::<4>::from_data(TensorData::new(data, dims), &device);
+        for _ in 0..t.warmup {
+            let _ = model.forward_profiled(x.clone());
+        }
+        while more(runs) {
+            let (_, times) = model.forward_profiled(x.clone());
+            for (id, d) in times {
+                per_node[id].push(d);
+            }
+            runs += 1;
+        }
     }
     let ms: Vec<f64> = per_node.iter_mut().map(|v| percentiles(v).0).collect();
     let total_ms: f64 = ms.iter().sum();
-    let macs: Vec<u64> = g
-        .nodes
-        .iter()
-        .map(|n| cost::node_macs(&n.op, n.shape))
-        .collect();
-    let total_macs: u64 = macs.iter().sum();
+    let total_macs: u64 = rows.iter().map(|r| r.3).sum();
     let share = |x: f64, total: f64| if total > 0.0 { x / total } else { 0.0 };
     let gmacs = |m: u64, ms: f64| {
         if ms > 0.0 {
@@ -329,19 +377,18 @@ pub fn profile(
             0.0
         }
     };
-    let layers: Vec<LayerTime> = g
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| LayerTime {
-            path: node.path.clone(),
-            op: node.op.kind().to_string(),
-            kind: op_group(node).to_string(),
-            macs: macs[i],
-            ms: ms[i],
-            time_share: share(ms[i], total_ms),
-            mac_share: share(macs[i] as f64, total_macs as f64),
-            gmacs_per_s: gmacs(macs[i], ms[i]),
+    let layers: Vec<LayerTime> = rows
+        .into_iter()
+        .zip(&ms)
+        .map(|((path, op, kind, macs), &ms)| LayerTime {
+            path,
+            op,
+            kind,
+            macs,
+            ms,
+            time_share: share(ms, total_ms),
+            mac_share: share(macs as f64, total_macs as f64),
+            gmacs_per_s: gmacs(macs, ms),
         })
         .collect();
     let mut kinds: Vec<KindTotal> = Vec::new();
@@ -420,10 +467,14 @@ pub fn profile_tables(r: &BenchResult, p: &LayerProfile, top: usize) -> [Table; 
             gm(l.gmacs_per_s),
         ]);
     }
+    let how = if r.device.contains("effcnn plan") {
+        "one row per plan step, a fused chain named by all of its nodes"
+    } else {
+        "burn's forward: each node is run and read back on its own, unfused"
+    };
     t.push_note(format!(
-        "median per node over {} profiled runs; sum {:.2} ms vs {:.2} ms unprofiled median \
-         (each node is run and read back on its own; the unprofiled run fuses every conv with \
-         its batch norm and activation); MACs per image",
+        "median per step over {} profiled runs; sum {:.2} ms vs {:.2} ms unprofiled median \
+         ({how}); MACs per image",
         p.runs, p.total_ms, r.median_ms
     ));
     let mut k = Table::new(
@@ -510,7 +561,7 @@ mod tests {
             runs: 2,
             min_seconds: 0.0,
         };
-        let p = profile("dwsep_cnn", &opts, 2, ComputeDevice::Cpu, t).unwrap();
+        let p = profile("dwsep_cnn", &opts, 2, ComputeDevice::Cpu, Engine::Burn, t).unwrap();
         let g = effcnn_arch::resolve("dwsep_cnn", &opts).unwrap();
         assert_eq!(p.runs, 2);
         assert_eq!(p.layers.len(), g.nodes.len());
@@ -523,5 +574,13 @@ mod tests {
             g.nodes.len()
         );
         assert!(p.kinds.iter().any(|k| k.kind == "dwconv"));
+        // The plan's profile: one row per step, fewer rows than nodes (chains are fused), the
+        // same MACs in all.
+        let q = profile("dwsep_cnn", &opts, 2, ComputeDevice::Cpu, Engine::Plan, t).unwrap();
+        assert!(q.layers.len() < g.nodes.len());
+        let total = |p: &LayerProfile| p.layers.iter().map(|l| l.macs).sum::<u64>();
+        assert_eq!(total(&q), total(&p));
+        assert_eq!(total(&q), effcnn_arch::cost::analyze(&g).macs);
+        assert!(q.layers.iter().any(|l| l.path.contains(" + ")));
     }
 }

@@ -120,3 +120,30 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+/// The inference engine on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum EngineArg {
+    /// effcnn's compiled CPU plan (fused NHWC steps, packed weights, one arena).
+    #[default]
+    Plan,
+    /// burn's module forward, op by op (the reference, and the path on a GPU).
+    Burn,
+}
+
+impl From<EngineArg> for effcnn_nn::engine::Engine {
+    fn from(e: EngineArg) -> Self {
+        match e {
+            EngineArg::Plan => effcnn_nn::engine::Engine::Plan,
+            EngineArg::Burn => effcnn_nn::engine::Engine::Burn,
+        }
+    }
+}
+
+/// `--engine`, shared by every command that runs inference.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct EngineArgs {
+    /// Inference engine on the CPU: effcnn's compiled plan, or burn's forward (the reference).
+    #[arg(long, value_enum, default_value_t = EngineArg::Plan)]
+    pub engine: EngineArg,
+}

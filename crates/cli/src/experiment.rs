@@ -13,6 +13,7 @@ use crate::bench::{measure, set_threads, Timing};
 use crate::common::out;
 use crate::compare::scatter;
 use crate::train_cmds::SampleArgs;
+use effcnn_nn::engine::Engine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Which {
@@ -175,6 +176,7 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
             1,
             threads,
             device,
+            Engine::default(),
             Timing {
                 warmup: 2,
                 runs: 10,

@@ -359,6 +359,8 @@ pub struct EvalArgs {
     pub batch_size: Option<usize>,
     #[command(flatten)]
     pub device: crate::common::DeviceArgs,
+    #[command(flatten)]
+    pub engine: crate::common::EngineArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
     pub format: EvalFormat,
@@ -432,6 +434,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         profile: args.profile.map(Into::into),
         image_size: args.image_size,
         batch_size: args.batch_size,
+        engine: args.engine.engine.into(),
         device: args.device.get(),
     };
     let report = effcnn_train::eval(&args.source, &opts)

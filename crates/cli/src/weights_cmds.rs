@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use effcnn_arch::{resolve, Layout};
-use effcnn_nn::predict::{load_input, predict as run_predict, Normalization};
+use effcnn_nn::predict::{load_input, predict_with, Normalization};
 use effcnn_nn::{convert as convert_file, load_weights, EffNet, InitConfig};
 use effcnn_report::{Cell, Column, Table};
 
-use crate::common::{out, render, DeviceArgs, Format, ModelArgs};
+use crate::common::{out, render, DeviceArgs, EngineArgs, Format, ModelArgs};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LayoutArg {
@@ -65,6 +65,8 @@ pub struct PredictArgs {
     pub norm: NormArg,
     #[command(flatten)]
     pub device: DeviceArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
@@ -97,7 +99,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     let mut json = Vec::new();
     let mut text = String::new();
     for (p, b) in &batches {
-        let preds = run_predict(&model, b, a.topk)?;
+        let preds = predict_with(&model, b, a.topk, a.engine.engine.into())?;
         for (i, pr) in preds.iter().enumerate() {
             let name = if preds.len() > 1 {
                 format!("{}[{i}]", p.display())

@@ -1248,7 +1248,7 @@ fn devices_that_cannot_be_used_are_a_clear_error() {
             Some("no CUDA driver")
         }
     } else {
-        Some("built without CUDA support (the `cuda` feature); build it with `cargo build --release -p effcnn --features cuda`")
+        Some("built without CUDA support (the `cuda` feature); build it with `cargo build -p effcnn --features cuda`")
     };
     let out = fresh("device-cuda").join("run");
     let missing = out.join("missing");
@@ -1314,4 +1314,5 @@ fn devices_that_cannot_be_used_are_a_clear_error() {
             &["unknown device"],
         );
     }
+    fails(&["bench", "dwsep_cnn", "--engine", "fast"], &["--engine"]);
 }

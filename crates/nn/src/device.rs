@@ -11,7 +11,7 @@ use std::str::FromStr;
 use burn::tensor::Device;
 
 /// The command that builds effcnn with CUDA support.
-pub const CUDA_BUILD: &str = "cargo build --release -p effcnn --features cuda";
+pub const CUDA_BUILD: &str = "cargo build -p effcnn --features cuda";
 
 /// A compute device, as `--device` spells it: `cpu`, `cuda` (the first GPU) or `cuda:N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use burn::tensor::{Device, Tensor, TensorData};
 use effcnn_data::{Dataset, LoadOptions, Loader, LoaderConfig, Normalization};
+use effcnn_nn::engine::{Engine, Inference, PlanOptions};
 use effcnn_nn::{EffNet, InitConfig};
 use serde::{Deserialize, Serialize};
 
@@ -71,13 +71,13 @@ pub(crate) fn argmax_rows(values: &[f32], k: usize) -> Vec<usize> {
 }
 
 /// Runs `model` in eval mode (running BatchNorm statistics, no dropout) on every image of
-/// `dataset`, on the plain (non-autodiff) `device`.
+/// `dataset` through `engine` (effcnn's compiled plan on the CPU, or burn's forward).
 pub fn evaluate_model(
     model: &EffNet,
     dataset: Arc<Dataset>,
     normalization: Normalization,
     batch_size: usize,
-    device: &Device,
+    engine: Engine,
 ) -> Result<Evaluation> {
     let valid = burn::module::Module::valid(model);
     let classes = valid.graph().meta.classes;
@@ -87,15 +87,10 @@ pub fn evaluate_model(
         total: 0,
         confusion: vec![vec![0; classes]; classes],
     };
+    let mut inference = Inference::new(&valid, engine, PlanOptions::default())?;
     for batch in loader.epoch(0) {
         let shape = batch.shape();
-        let x = Tensor::<4>::from_data(TensorData::new(batch.images, shape), device);
-        let logits = valid.forward(x);
-        let values = logits
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| TrainError::Config(format!("cannot read the logits: {e:?}")))?;
+        let values = inference.logits(&batch.images, shape)?;
         for (pred, &label) in argmax_rows(&values, classes).iter().zip(&batch.labels) {
             let label = label as usize;
             if label < classes {
@@ -138,6 +133,8 @@ pub struct EvalOptions {
     pub image_size: Option<u32>,
     /// Evaluation batch size (default 256).
     pub batch_size: Option<usize>,
+    /// The inference engine (default: effcnn's compiled plan).
+    pub engine: Engine,
 }
 
 /// Reads the `effcnn.model` entry of a `.safetensors` file's metadata.
@@ -261,7 +258,7 @@ pub fn eval(source: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     let batch = opts.batch_size.unwrap_or(256).max(1);
     let class_names = test.classes.clone();
     let source_desc = test.source.clone();
-    let e = evaluate_model(&model, Arc::new(test), normalization, batch, &device)?;
+    let e = evaluate_model(&model, Arc::new(test), normalization, batch, opts.engine)?;
     let per_class = class_names
         .into_iter()
         .zip(&e.confusion)

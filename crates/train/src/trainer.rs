@@ -11,6 +11,7 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use effcnn_data::{Dataset, LoadOptions, Loader, LoaderConfig, Normalization};
+use effcnn_nn::engine::Engine;
 use effcnn_nn::{EffNet, InitConfig};
 use serde::{Deserialize, Serialize};
 
@@ -282,7 +283,6 @@ struct Session {
     config: TrainConfig,
     out: PathBuf,
     device: Device,
-    eval_device: Device,
     model: EffNet,
     optim: ModuleOptimizer,
     train_loader: Loader,
@@ -365,8 +365,7 @@ impl Session {
         config.effcnn_version = crate::config::EFFCNN_VERSION.to_string();
 
         let compute = config.compute_device()?;
-        let eval_device = compute.open().map_err(effcnn_nn::NnError::from)?;
-        let device = eval_device.clone().autodiff();
+        let device = compute.open().map_err(effcnn_nn::NnError::from)?.autodiff();
         device.seed(config.seed);
         let mut model = EffNet::new(&graph, &device, InitConfig { seed: config.seed })?;
         model.check_input([1, 3, h, w])?;
@@ -437,7 +436,6 @@ impl Session {
             config,
             out: out.to_path_buf(),
             device,
-            eval_device,
             model,
             optim,
             train_loader,
@@ -571,7 +569,7 @@ impl Session {
             Arc::clone(&self.test),
             self.normalization,
             self.config.eval_batch_size,
-            &self.eval_device,
+            Engine::default(),
         )?;
         let val = match &self.val {
             Some(v) => Some(
@@ -580,7 +578,7 @@ impl Session {
                     Arc::clone(v),
                     self.normalization,
                     self.config.eval_batch_size,
-                    &self.eval_device,
+                    Engine::default(),
                 )?
                 .accuracy(),
             ),
