@@ -2,8 +2,9 @@
 # One benchmark run of effcnn against its peers on this machine:
 #   1. `effcnn bench` (eval-mode latency) of the four ImageNet models at batch 1 and 8, 1 and 2
 #      threads, and a per-layer profile of mobilenet_v2;
-#   2. bench/peers.py: PyTorch eager, PyTorch channels_last and ONNX Runtime, same models,
-#      batches, threads and timing method;
+#   2. bench/peers.py: PyTorch eager, PyTorch channels_last, ONNX Runtime on torchvision's ONNX
+#      export and ONNX Runtime on effcnn's own export (`effcnn export`, its logits checked against
+#      effcnn's: a mismatch fails the run), same models, batches, threads and timing method;
 #   3. a large SGEMM (2048² float32, 1 thread, numpy and torch) as the machine's peak;
 #   4. training throughput: `effcnn train … --data synthetic:N:M --epochs 1` against
 #      bench/train_peer.py with the same batch size and recipe;
@@ -65,9 +66,9 @@ log "effcnn bench $PROFILE_MODEL --per-layer"
   > "$OUT/per_layer_$PROFILE_MODEL.json"
 echo "load after effcnn bench: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/env.txt"
 
-log "peers (PyTorch eager, channels_last, ONNX Runtime)"
+log "peers (PyTorch eager, channels_last, ONNX Runtime on torchvision's and on effcnn's export)"
 "${PEER_ENV[@]}" python3 bench/peers.py --models "$models_csv" --batch "$BATCH" \
-  --threads "$threads_csv" --onnx-dir "$OUT/onnx" > "$OUT/peers.json"
+  --threads "$threads_csv" --onnx-dir "$OUT/onnx" --effcnn "$EFFCNN" > "$OUT/peers.json"
 echo "load after peers: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/env.txt"
 
 log "SGEMM peak (2048² float32, 1 thread)"

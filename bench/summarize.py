@@ -65,6 +65,19 @@ def main():
                "(model, batch, threads) cases.")
     out.append("")
 
+    # ONNX Runtime on effcnn's own export of the same weights (peers.py ort_effcnn).
+    own = [(r, peer.get(("ort_effcnn", r["model"], r["batch"], r["threads"]))) for r in eff]
+    own = [(r, o) for r, o in own if o]
+    if own:
+        out.append("| model | batch | thr | effcnn ms | ORT on effcnn's export ms | effcnn/ORT | "
+                   "ORT vs effcnn logits rel-L2 |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        for r, o in sorted(own, key=lambda p: (p[0]["model"], p[0]["batch"], p[0]["threads"])):
+            out.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['median_ms']:.2f} | "
+                       f"{o['median_ms']:.2f} | {r['median_ms'] / o['median_ms']:.2f} | "
+                       f"{o['logits_rel_l2']:.1e} |")
+        out.append("")
+
     rows = []
     for s in sorted(glob.glob(os.path.join(d, "train_*", "summary.json"))):
         run = os.path.dirname(s)

@@ -9,6 +9,7 @@ mod common;
 mod compare;
 mod experiment;
 mod explain;
+mod export_cmd;
 mod se_attention;
 mod train_cmds;
 mod weights_cmds;
@@ -52,6 +53,9 @@ enum Cmd {
     Predict(weights_cmds::PredictArgs),
     /// Convert a PyTorch checkpoint to .safetensors (keys kept, or renamed with --canonical MODEL).
     Convert(weights_cmds::ConvertArgs),
+    /// Export a model (random or trained/pretrained weights) to ONNX for deployment runtimes
+    /// (ONNX Runtime, TensorRT, OpenVINO, tract), from its resolved graph.
+    Export(export_cmd::ExportArgs),
     /// Train a zoo model (CPU, or a GPU with --device cuda) into a run folder (config, metrics, checkpoints, summary).
     Train(train_cmds::TrainArgs),
     /// Accuracy, per-class accuracy and confusion matrix of a run folder or a weights file.
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Predict(a) => weights_cmds::predict(a),
         Cmd::Convert(a) => weights_cmds::convert(a),
+        Cmd::Export(a) => export_cmd::export(a),
         Cmd::Train(a) => train_cmds::train(a),
         Cmd::Eval(a) => train_cmds::eval(a),
         Cmd::SeAttention(a) => se_attention::se_attention(a),
