@@ -8,25 +8,14 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 mod common;
-use common::{assert_fails, effcnn_with_memory_limit, fails, ok};
+use common::{
+    assert_fails, effcnn_with_memory_limit, fails, fresh, ok, s, trained_weights as weights,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Running the binary
-
-/// A fresh, empty temporary folder for one case.
-fn fresh(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("effcnn-bad-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
 
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -57,33 +46,6 @@ fn assert_no_tmp_files(dir: &Path) {
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-/// Real weights of the 10-class CIFAR-profile `plain_cnn`, from one short `effcnn train` run
-/// on the synthetic dataset (shared by every case that needs a valid checkpoint).
-fn weights() -> &'static Path {
-    static W: OnceLock<PathBuf> = OnceLock::new();
-    W.get_or_init(|| {
-        let run = fresh("fixture-run");
-        ok(&[
-            "train",
-            "plain_cnn",
-            "--data",
-            "synthetic:20:10",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "10",
-            "--progress",
-            "quiet",
-            "--overwrite",
-            "--out",
-            s(&run),
-        ]);
-        let w = run.join("last.safetensors");
-        assert!(w.is_file());
-        w
-    })
-}
 
 /// `effcnn predict plain_cnn --profile cifar --weights W INPUTS…`.
 fn predict_args<'a>(weights: &'a str, inputs: &[&'a str]) -> Vec<&'a str> {

@@ -2,22 +2,10 @@
 //! (unknown model, weights that do not fit, impossible opsets and batches, unwritable outputs),
 //! each with exit code 2, a message naming the problem, and no file left behind.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 mod common;
-use common::{fails, ok, tmp};
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
-
-/// A fresh, empty folder.
-fn fresh(name: &str) -> PathBuf {
-    let d = tmp(&format!("export-{name}"));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{fails, fresh, ok, s, trained_weights as weights};
 
 /// The names of the entries of `dir`, sorted.
 fn listing(dir: &Path) -> Vec<String> {
@@ -27,30 +15,6 @@ fn listing(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// Weights of the 10-class CIFAR-profile `plain_cnn` from one short training run.
-fn weights() -> &'static Path {
-    static W: OnceLock<PathBuf> = OnceLock::new();
-    W.get_or_init(|| {
-        let run = fresh("fixture-run");
-        ok(&[
-            "train",
-            "plain_cnn",
-            "--data",
-            "synthetic:20:10",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "10",
-            "--progress",
-            "quiet",
-            "--overwrite",
-            "--out",
-            s(&run),
-        ]);
-        run.join("last.safetensors")
-    })
 }
 
 #[test]

@@ -2,8 +2,9 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 pub fn effcnn<S: AsRef<OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_effcnn"))
@@ -73,4 +74,43 @@ pub fn tmp(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&p);
     let _ = std::fs::remove_file(&p);
     p
+}
+
+/// A fresh, empty temporary folder unique to this test process.
+pub fn fresh(name: &str) -> PathBuf {
+    let d = tmp(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A path as the `&str` a command line takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// Real weights of the 10-class CIFAR-profile `plain_cnn`, from one short `effcnn train` run
+/// on the synthetic dataset (made once per test process).
+pub fn trained_weights() -> &'static Path {
+    static W: OnceLock<PathBuf> = OnceLock::new();
+    W.get_or_init(|| {
+        let run = fresh("fixture-run");
+        ok(&[
+            "train",
+            "plain_cnn",
+            "--data",
+            "synthetic:20:10",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "10",
+            "--progress",
+            "quiet",
+            "--overwrite",
+            "--out",
+            s(&run),
+        ]);
+        let w = run.join("last.safetensors");
+        assert!(w.is_file());
+        w
+    })
 }
