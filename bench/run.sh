@@ -7,13 +7,15 @@
 #      effcnn's: a mismatch fails the run), same models, batches, threads and timing method;
 #   3. a large SGEMM (2048² float32, 1 thread, numpy and torch) as the machine's peak;
 #   4. training throughput: `effcnn train … --data synthetic:N:M --epochs 1` against
-#      bench/train_peer.py with the same batch size and recipe;
+#      bench/train_peer.py with the same batch size and recipe, run twice per model (contiguous
+#      and channels_last; the summary compares effcnn with the faster of the two);
 # then prints one markdown summary (bench/summarize.py) and keeps every raw file in OUT.
 #
 #   bench/run.sh [OUT]            (default OUT: bench/out/<date>)
 #
 # Environment knobs (defaults in brackets): EFFCNN [target/debug/effcnn, built here],
-# MODELS [the four], BATCH [1,8], THREADS ["1 2"], TRAIN_MODELS ["plain_cnn dwsep_cnn mobilenet_v2"],
+# MODELS [the four], BATCH [1,8], THREADS ["1 2"],
+# TRAIN_MODELS ["plain_cnn dwsep_cnn resnet20 se_resnet20 mobilenet_v2 shufflenet_v2_x1_0"],
 # TRAIN_THREADS [2], TRAIN_BATCH [128], TRAIN_N / TRAIN_TEST_N [2560 / 256 images; per model
 # TRAIN_N_<model>, e.g. TRAIN_N_mobilenet_v2=640], PROFILE_MODEL [mobilenet_v2],
 # SKIP_BUILD [unset].
@@ -25,7 +27,7 @@ EFFCNN=${EFFCNN:-target/debug/effcnn}
 MODELS=${MODELS:-"mobilenet_v2 shufflenet_v2_x1_0 efficientnet_b0 mobilenet_v3_large"}
 BATCH=${BATCH:-1,8}
 THREADS=${THREADS:-"1 2"}
-TRAIN_MODELS=${TRAIN_MODELS:-"plain_cnn dwsep_cnn mobilenet_v2"}
+TRAIN_MODELS=${TRAIN_MODELS:-"plain_cnn dwsep_cnn resnet20 se_resnet20 mobilenet_v2 shufflenet_v2_x1_0"}
 TRAIN_THREADS=${TRAIN_THREADS:-2}
 TRAIN_BATCH=${TRAIN_BATCH:-128}
 TRAIN_N=${TRAIN_N:-2560}
@@ -105,10 +107,13 @@ for m in $TRAIN_MODELS; do
     "$EFFCNN" train "$m" --profile cifar --data "synthetic:$n:$TRAIN_TEST_N" --epochs 1 \
       --batch-size "$TRAIN_BATCH" --no-augment --threads "$TRAIN_THREADS" \
       --out "$OUT/train_$m" --overwrite --progress quiet >&2
-  log "train_peer.py --model $m --steps $steps"
-  "${PEER_ENV[@]}" python3 bench/train_peer.py --model "$m" --effcnn "$EFFCNN" \
-    --batch-size "$TRAIN_BATCH" --threads "$TRAIN_THREADS" --steps "$steps" --warmup-steps 1 \
-    > "$OUT/train_peer_$m.json"
+  for fmt in contiguous channels_last; do
+    case $fmt in channels_last) suffix=_cl ;; *) suffix="" ;; esac
+    log "train_peer.py --model $m --steps $steps --memory-format $fmt"
+    "${PEER_ENV[@]}" python3 bench/train_peer.py --model "$m" --effcnn "$EFFCNN" \
+      --batch-size "$TRAIN_BATCH" --threads "$TRAIN_THREADS" --steps "$steps" --warmup-steps 1 \
+      --memory-format "$fmt" > "$OUT/train_peer_${m}${suffix}.json"
+  done
 done
 echo "load after training: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/env.txt"
 

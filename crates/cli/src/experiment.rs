@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use effcnn_arch::{cost, resolve, Options};
 use effcnn_report::{write_report, Cell, Column, Figure, Point, Report, Table};
-use effcnn_train::{train, ProfileName, ProgressMode, RunOptions, RunSummary, TrainConfig};
+use effcnn_train::files::{read_json, CONFIG_FILE, SUMMARY_FILE};
+use effcnn_train::{resume, train, ProfileName, ProgressMode, RunOptions, RunSummary, TrainConfig};
 
 use crate::bench::{measure, set_threads, Timing};
 use crate::common::out;
@@ -53,6 +54,11 @@ pub struct ExperimentArgs {
     /// Output directory: runs/ (one run folder per model and seed), report.md/html, plots.
     #[arg(long)]
     pub out: PathBuf,
+    /// Continue the experiment already in --out: finished runs are kept, an interrupted run
+    /// resumes from its last completed epoch (exactly), missing runs are trained. Every run
+    /// folder found must hold the run these flags describe.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 struct Plan {
@@ -105,6 +111,47 @@ struct ModelResult {
     img_per_s: f64,
 }
 
+/// What a run folder of a resumed experiment holds.
+enum Existing {
+    None,
+    Finished(RunSummary),
+    Interrupted,
+}
+
+/// The run in `dir`, if any; an error if it was trained with another recipe than `want`.
+fn existing_run(dir: &std::path::Path, want: &TrainConfig) -> Result<Existing> {
+    if !dir.join(CONFIG_FILE).is_file() {
+        return Ok(Existing::None);
+    }
+    let have: TrainConfig = read_json(&dir.join(CONFIG_FILE))?;
+    // What a run adds to its config (the resolved data, the version), the thread count and
+    // the engine of the steps (results do not depend on them beyond float rounding) are not
+    // part of the recipe.
+    let recipe = |c: &TrainConfig| -> Result<serde_json::Value> {
+        let mut v = serde_json::to_value(c)?;
+        if let Some(o) = v.as_object_mut() {
+            for k in ["resolved", "effcnn_version", "threads", "train_engine"] {
+                o.remove(k);
+            }
+        }
+        Ok(v)
+    };
+    if recipe(&have)? != recipe(want)? {
+        bail!(
+            "{} holds a run with another recipe than these flags (compare its config.json); \
+             use another --out or drop --resume to retrain it",
+            dir.display()
+        );
+    }
+    if dir.join(SUMMARY_FILE).is_file() {
+        let s: RunSummary = read_json(&dir.join(SUMMARY_FILE))?;
+        if s.finished {
+            return Ok(Existing::Finished(s));
+        }
+    }
+    Ok(Existing::Interrupted)
+}
+
 /// Mean and sample standard deviation.
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
@@ -145,28 +192,41 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
     }
     std::fs::create_dir_all(a.out.join("runs"))
         .with_context(|| format!("--out {}: cannot create directory", a.out.display()))?;
-    let mut results = Vec::new();
-    for m in &p.models {
-        let mut accs = Vec::new();
-        let mut wall = 0.0;
-        let mut ips = Vec::new();
-        for seed in 0..p.seeds {
+    // Seed by seed, every model, so that an experiment stopped part-way (and resumed with
+    // --resume) already holds comparable pairs.
+    let mut runs: Vec<Vec<RunSummary>> = vec![Vec::new(); p.models.len()];
+    for seed in 0..p.seeds {
+        for (mi, m) in p.models.iter().enumerate() {
             let dir = a.out.join("runs").join(format!("{m}-s{seed}"));
-            eprintln!("== {m} seed {seed} → {}", dir.display());
-            let s: RunSummary = train(
-                config(m, seed)?,
-                &dir,
-                &RunOptions {
-                    progress: ProgressMode::Auto,
-                    overwrite: true,
-                    ..RunOptions::default()
-                },
-            )
+            let config = config(m, seed)?;
+            let opts = RunOptions {
+                progress: ProgressMode::Auto,
+                overwrite: true,
+                ..RunOptions::default()
+            };
+            let s = match (a.resume, existing_run(&dir, &config)?) {
+                (true, Existing::Finished(s)) => {
+                    eprintln!("== {m} seed {seed}: finished in {}", dir.display());
+                    Ok(s)
+                }
+                (true, Existing::Interrupted) => {
+                    eprintln!("== {m} seed {seed}: resuming {}", dir.display());
+                    resume(&dir, &opts)
+                }
+                _ => {
+                    eprintln!("== {m} seed {seed} → {}", dir.display());
+                    train(config, &dir, &opts)
+                }
+            }
             .with_context(|| format!("training {m} (seed {seed})"))?;
-            accs.push(s.final_test_accuracy);
-            wall += s.wall_seconds;
-            ips.push(s.img_per_s);
+            runs[mi].push(s);
         }
+    }
+    let mut results = Vec::new();
+    for (m, rs) in p.models.iter().zip(&runs) {
+        let accs: Vec<f64> = rs.iter().map(|s| s.final_test_accuracy).collect();
+        let wall: f64 = rs.iter().map(|s| s.wall_seconds).sum();
+        let ips: Vec<f64> = rs.iter().map(|s| s.img_per_s).collect();
         let e = effcnn_arch::entry(m)?;
         let g = resolve(m, &Options::cifar())?;
         let c = cost::analyze(&g);

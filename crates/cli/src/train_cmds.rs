@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use effcnn_report::{Cell, Column, Table};
 use effcnn_train::{
     EvalOptions, EvalReport, OptimizerConfig, ProfileName, ProgressMode, RunOptions, RunSummary,
-    RunWeights, ScheduleKind, TrainConfig,
+    RunWeights, ScheduleKind, TrainConfig, TrainEngine, TRAIN_ENGINE_ENV,
 };
 
 /// Architecture profile of a trained model.
@@ -46,6 +46,25 @@ pub enum ScheduleArg {
     Onecycle,
     /// Linear warm-up, then constant.
     Constant,
+}
+
+/// Implementation of the training step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TrainEngineArg {
+    /// effcnn's compiled CPU training step (burn's optimizer applies its gradients); burn on a
+    /// GPU and for models the plan cannot train.
+    Plan,
+    /// burn's autodiff forward and backward (the reference, and the path on a GPU).
+    Burn,
+}
+
+impl From<TrainEngineArg> for TrainEngine {
+    fn from(e: TrainEngineArg) -> Self {
+        match e {
+            TrainEngineArg::Plan => TrainEngine::Plan,
+            TrainEngineArg::Burn => TrainEngine::Burn,
+        }
+    }
 }
 
 /// Progress display.
@@ -167,6 +186,10 @@ pub struct TrainArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub device: crate::common::DeviceArgs,
+    /// Training step on the CPU: effcnn's compiled plan or burn's autodiff; recorded in the
+    /// run's config.json [default: $EFFCNN_TRAIN_ENGINE if set, else plan].
+    #[arg(long, value_enum)]
+    pub train_engine: Option<TrainEngineArg>,
     /// Run folder: config.json, metrics.jsonl, last/best.safetensors, summary.json.
     #[arg(long)]
     pub out: PathBuf,
@@ -253,6 +276,7 @@ impl TrainArgs {
         c.classes = self.classes;
         c.threads = self.threads;
         c.device = self.device.get().to_string();
+        c.train_engine = self.train_engine.map(TrainEngine::from);
         c.validate().context("invalid training flags")?;
         Ok(c)
     }
@@ -266,7 +290,7 @@ fn print_summary(s: &RunSummary, out: &std::path::Path) -> Result<()> {
     };
     crate::common::out(&format!(
         "{model} {state}: final test accuracy {:.2}%, best {:.2}% (epoch {}); {} params, {:.2} M \
-         MACs; {:.0} img/s on {}; {:.1} s\nrun folder: {}",
+         MACs; {:.0} img/s on {} ({} training step); {:.1} s\nrun folder: {}",
         s.final_test_accuracy * 100.0,
         s.best_test_accuracy * 100.0,
         s.best_epoch + 1,
@@ -274,6 +298,7 @@ fn print_summary(s: &RunSummary, out: &std::path::Path) -> Result<()> {
         s.macs as f64 / 1e6,
         s.img_per_s,
         s.device,
+        s.train_engine.name(),
         s.wall_seconds,
         out.display(),
         model = s.model,
@@ -306,6 +331,20 @@ pub fn train(args: TrainArgs) -> Result<()> {
                      device; drop --device)",
                     args.out.display(),
                     existing.device
+                );
+            }
+        }
+        if let Some(e) = args.train_engine.map(TrainEngine::from) {
+            if existing.train_engine != Some(e) {
+                let recorded = match existing.train_engine {
+                    Some(r) => format!("with --train-engine {}", r.name()),
+                    None => format!("with the engine {TRAIN_ENGINE_ENV} picks (plan if unset)"),
+                };
+                bail!(
+                    "--resume: the run in {} trains {recorded}, not {} (a run resumes with its \
+                     own training engine; drop --train-engine)",
+                    args.out.display(),
+                    e.name()
                 );
             }
         }

@@ -677,9 +677,40 @@ fn window(ctx: &Ctx, x: &View, out: &View, g: &Geom) -> Window {
     }
 }
 
+/// Trained tensor `suffix` of `node`, read by its canonical key and checked against the graph's
+/// shape (a missing or mis-shaped tensor is an error naming it).
+pub(crate) fn fetch_tensor<'w>(
+    g: &Graph,
+    weights: &'w dyn Weights,
+    node: NodeId,
+    suffix: &str,
+) -> Result<&'w [f32], EngineError> {
+    let n = &g.nodes[node];
+    let key = format!("{}.{suffix}", n.path);
+    let want = tensor_suffixes(&n.op)
+        .into_iter()
+        .find(|(s, _, _)| *s == suffix)
+        .map(|(_, shape, _)| shape)
+        .expect("suffix of the op");
+    match weights.tensor(&key) {
+        None => Err(EngineError::MissingTensor { key }),
+        Some((shape, data)) => {
+            let count: usize = want.iter().product();
+            if shape != want.as_slice() || data.len() != count {
+                return Err(EngineError::ShapeMismatch {
+                    key,
+                    want,
+                    got: shape.to_vec(),
+                });
+            }
+            Ok(data)
+        }
+    }
+}
+
 /// Rows and panels per GEMM task: blocks of 8 micro-tiles of rows, split further (and then by
 /// panels) until every worker thread has work.
-fn split_gemm(m: usize, panels: usize, mr: usize, threads: usize) -> (usize, usize) {
+pub(crate) fn split_gemm(m: usize, panels: usize, mr: usize, threads: usize) -> (usize, usize) {
     let mut mc = mr * 8;
     if threads > 1 && m.div_ceil(mc) < 2 * threads {
         mc = m.div_ceil(2 * threads).div_ceil(mr).max(1) * mr;
@@ -693,7 +724,7 @@ fn split_gemm(m: usize, panels: usize, mr: usize, threads: usize) -> (usize, usi
     (mc, pc)
 }
 
-impl Compiler<'_> {
+impl<'g> Compiler<'g> {
     fn node_shape(&self, i: NodeId) -> Shape {
         self.shapes[i]
     }
@@ -838,28 +869,8 @@ impl Compiler<'_> {
         });
     }
 
-    fn tensor(&self, node: NodeId, suffix: &str) -> Result<&[f32], EngineError> {
-        let n = &self.g.nodes[node];
-        let key = format!("{}.{suffix}", n.path);
-        let want = tensor_suffixes(&n.op)
-            .into_iter()
-            .find(|(s, _, _)| *s == suffix)
-            .map(|(_, shape, _)| shape)
-            .expect("suffix of the op");
-        match self.weights.tensor(&key) {
-            None => Err(EngineError::MissingTensor { key }),
-            Some((shape, data)) => {
-                let count: usize = want.iter().product();
-                if shape != want.as_slice() || data.len() != count {
-                    return Err(EngineError::ShapeMismatch {
-                        key,
-                        want,
-                        got: shape.to_vec(),
-                    });
-                }
-                Ok(data)
-            }
-        }
+    fn tensor(&self, node: NodeId, suffix: &str) -> Result<&'g [f32], EngineError> {
+        fetch_tensor(self.g, self.weights, node, suffix)
     }
 
     /// Batch norm `bn` as a per-channel (scale, shift).

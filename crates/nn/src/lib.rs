@@ -8,6 +8,8 @@
 //!   checked weights-only before they are read ([`NnError::UnsafePickle`]).
 //! - [`parity`]: the deterministic-weight fixture format used to prove PyTorch parity.
 //! - [`predict`]: image / `.npy` preprocessing, top-k with ImageNet labels.
+//! - [`train_step`]: the bridge to the engine's compiled training step (gradients into burn's
+//!   optimizers, batch statistics into the running statistics).
 
 #![warn(missing_docs)]
 
@@ -19,6 +21,7 @@ pub mod model;
 pub mod parity;
 mod pickle_guard;
 pub mod predict;
+pub mod train_step;
 
 pub use checkpoint::{
     apply_tensors, convert, detect_layout, load_weights, read_checkpoint, save_safetensors,

@@ -28,6 +28,59 @@ impl From<ProfileName> for effcnn_arch::Profile {
     }
 }
 
+/// The environment variable that picks the training step's implementation for runs whose
+/// configuration does not ([`TrainConfig::train_engine`] unset): `plan` or `burn`.
+pub const TRAIN_ENGINE_ENV: &str = "EFFCNN_TRAIN_ENGINE";
+
+/// Which implementation computes a training step (forward, loss, backward, batch statistics);
+/// burn's optimizer applies the update either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainEngine {
+    /// effcnn's compiled CPU training step (effcnn-engine) on the CPU device; burn on other
+    /// devices and for graphs the engine cannot train (said once on the progress output).
+    #[default]
+    Plan,
+    /// burn's autodiff forward and backward (the reference, and the path on a GPU).
+    Burn,
+}
+
+impl TrainEngine {
+    /// `plan` or `burn`.
+    pub fn parse(s: &str) -> Option<TrainEngine> {
+        match s {
+            "plan" => Some(TrainEngine::Plan),
+            "burn" => Some(TrainEngine::Burn),
+            _ => None,
+        }
+    }
+
+    /// The name used on the command line, in `config.json` and in `summary.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainEngine::Plan => "plan",
+            TrainEngine::Burn => "burn",
+        }
+    }
+
+    /// The engine [`TRAIN_ENGINE_ENV`] asks for: `None` when it is unset or empty, an error
+    /// when it holds anything but `plan` or `burn`.
+    pub fn from_env() -> Result<Option<TrainEngine>> {
+        match std::env::var(TRAIN_ENGINE_ENV) {
+            Ok(v) if v.trim().is_empty() => Ok(None),
+            Ok(v) => TrainEngine::parse(v.trim()).map(Some).ok_or_else(|| {
+                TrainError::Config(format!(
+                    "{TRAIN_ENGINE_ENV}={v}: the training engine must be `plan` or `burn`"
+                ))
+            }),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(v)) => Err(TrainError::Config(format!(
+                "{TRAIN_ENGINE_ENV}={v:?}: the training engine must be `plan` or `burn`"
+            ))),
+        }
+    }
+}
+
 /// The optimizer and its hyper-parameters (burn's SGD / AdamW).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -198,6 +251,10 @@ pub struct TrainConfig {
     /// Compute device: `cpu` (burn's flex backend) or `cuda[:N]` (burn's CUDA backend, in a
     /// build with the `cuda` feature).
     pub device: String,
+    /// Implementation of the training step (`None`: [`TRAIN_ENGINE_ENV`] if set, else the
+    /// plan); see [`TrainConfig::train_engine`]. Absent from older `config.json` files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_engine: Option<TrainEngine>,
     /// effcnn version that wrote the configuration.
     pub effcnn_version: String,
     /// Filled in when training starts: what the data turned out to be.
@@ -259,6 +316,7 @@ impl TrainConfig {
             test_limit: None,
             threads: None,
             device: "cpu".to_string(),
+            train_engine: None,
             effcnn_version: EFFCNN_VERSION.to_string(),
             resolved: None,
         }
@@ -282,6 +340,16 @@ impl TrainConfig {
         self.device
             .parse()
             .map_err(|e: effcnn_nn::DeviceError| TrainError::Config(e.to_string()))
+    }
+
+    /// The training engine this run asks for: [`Self::train_engine`] when set, else
+    /// [`TRAIN_ENGINE_ENV`] when set, else [`TrainEngine::Plan`]. (The plan still gives way to
+    /// burn off the CPU and for graphs it cannot train.)
+    pub fn requested_train_engine(&self) -> Result<TrainEngine> {
+        match self.train_engine {
+            Some(e) => Ok(e),
+            None => Ok(TrainEngine::from_env()?.unwrap_or_default()),
+        }
     }
 
     /// Checks every value's range; the message names the offending setting.
@@ -362,5 +430,29 @@ mod tests {
         let mut e = c;
         e.label_smoothing = 1.0;
         assert!(e.validate().is_err());
+    }
+
+    #[test]
+    fn train_engine_is_optional_in_config_json() {
+        let mut c = TrainConfig::recommended("plain_cnn", ProfileName::Cifar, "synthetic");
+        // Unset: not written, so the file reads as before the setting existed.
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("train_engine"), "{json}");
+        // A config.json written before the setting existed still loads.
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        old.as_object_mut().unwrap().remove("train_engine");
+        let back: TrainConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.train_engine, None);
+        for e in [TrainEngine::Plan, TrainEngine::Burn] {
+            c.train_engine = Some(e);
+            let json = serde_json::to_string(&c).unwrap();
+            assert!(json.contains(&format!("\"train_engine\":\"{}\"", e.name())));
+            let back: TrainConfig = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.train_engine, Some(e));
+            assert_eq!(back.requested_train_engine().unwrap(), e);
+            assert_eq!(TrainEngine::parse(e.name()), Some(e));
+        }
+        assert_eq!(TrainEngine::parse("gpu"), None);
     }
 }

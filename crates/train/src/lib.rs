@@ -23,13 +23,20 @@
 //! # Ok::<(), effcnn_train::TrainError>(())
 //! ```
 //!
-//! **Training step**: forward in training mode on `Autodiff<flex>` → label-smoothed
-//! cross-entropy → backward → burn's SGD (PyTorch semantics: dampening 0, coupled weight decay,
-//! optional Nesterov) or AdamW, with the learning rate of [`schedule::lr_at`]. Weight decay can
-//! exempt BatchNorm γ/β and biases (a second burn parameter group). After each epoch the model
-//! is evaluated in eval mode (`Module::valid`: running BatchNorm statistics, no dropout).
-//! A non-finite loss stops training with [`TrainError::NonFinite`], naming the step and the first
-//! layer with a non-finite gradient; the last good checkpoint stays on disk.
+//! **Training step**: forward in training mode → label-smoothed cross-entropy → backward →
+//! burn's SGD (PyTorch semantics: dampening 0, coupled weight decay, optional Nesterov) or
+//! AdamW, with the learning rate of [`schedule::lr_at`]. Weight decay can exempt BatchNorm γ/β
+//! and biases (a second burn parameter group). On the CPU the forward, loss, backward and batch
+//! statistics are computed by effcnn's compiled training step (`effcnn_engine::TrainPlan`, one
+//! per batch size), whose gradients go through burn's optimizer and whose batch statistics update
+//! the running statistics as burn's forward would; on a GPU, for a graph the plan cannot train
+//! (said once on the progress output), or with [`TrainEngine::Burn`] (`--train-engine burn`, or
+//! [`TRAIN_ENGINE_ENV`]`=burn` for runs that do not set it) the step is burn's autodiff on
+//! `Autodiff<flex>`. `summary.json` records which one trained (`train_engine`).
+//! After each epoch the model is evaluated in eval mode (`Module::valid`: running BatchNorm
+//! statistics, no dropout). A non-finite loss stops training with [`TrainError::NonFinite`],
+//! naming the step and the first layer with a non-finite gradient (recomputed on burn when the
+//! plan computed the step); the last good checkpoint stays on disk.
 //!
 //! **Determinism and resume**: weights are initialised from the seed, the data order and
 //! augmentation depend only on (seed, epoch), dropout masks are reseeded from
@@ -49,7 +56,7 @@ pub mod trainer;
 
 pub use config::{
     OptimizerConfig, ProfileName, ResolvedData, ScheduleConfig, ScheduleKind, TrainConfig,
-    EFFCNN_VERSION,
+    TrainEngine, EFFCNN_VERSION, TRAIN_ENGINE_ENV,
 };
 pub use error::{Result, TrainError};
 pub use eval::{eval, evaluate_model, EvalOptions, EvalReport, Evaluation, RunWeights};

@@ -10,12 +10,16 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use effcnn_data::Batch;
 use effcnn_data::{Dataset, LoadOptions, Loader, LoaderConfig, Normalization};
-use effcnn_nn::engine::Engine;
+use effcnn_nn::engine::{engine_weights, Engine, PlanOptions};
+use effcnn_nn::train_step::{
+    apply_batch_stats, compile_train_plan, gradients_from_map, StepInput, TrainPlan,
+};
 use effcnn_nn::{EffNet, InitConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{OptimizerConfig, ResolvedData, TrainConfig};
+use crate::config::{OptimizerConfig, ResolvedData, TrainConfig, TrainEngine};
 use crate::error::{Result, TrainError};
 use crate::eval::{argmax_rows, evaluate_model};
 use crate::files::{
@@ -73,6 +77,11 @@ pub struct RunSummary {
     pub img_per_s: f64,
     /// Compute device, e.g. `cpu (flex, 2 threads)` or `cuda:0 (NVIDIA H200, burn cuda)`.
     pub device: String,
+    /// What computed the training steps of the last session: `plan` (effcnn's compiled CPU
+    /// training step) or `burn` (burn's autodiff). Summaries written before this field existed
+    /// read as `burn`.
+    #[serde(default = "burn_engine")]
+    pub train_engine: TrainEngine,
     /// Description of the data source.
     pub data: String,
     /// Configured number of epochs.
@@ -83,6 +92,10 @@ pub struct RunSummary {
     pub finished: bool,
     /// effcnn version.
     pub effcnn_version: String,
+}
+
+fn burn_engine() -> TrainEngine {
+    TrainEngine::Burn
 }
 
 /// `state.json`: where training stands; written last after each epoch (the commit point).
@@ -295,6 +308,22 @@ struct Session {
     macs: u64,
     device_desc: String,
     data_desc: String,
+    /// The engine of this session's steps (the plan only on the CPU; it may still give way to
+    /// burn when [`Session::prepare_plans`] cannot compile it).
+    engine: TrainEngine,
+    /// Compiled training steps by batch size (plan engine only).
+    plans: Vec<([usize; 4], TrainPlan)>,
+    /// Training images and their (height, width), for the batch sizes of an epoch.
+    train_len: usize,
+    image_hw: (usize, usize),
+}
+
+/// Where a step is, for error messages.
+#[derive(Debug, Clone, Copy)]
+struct StepAt {
+    epoch: usize,
+    step: usize,
+    global: u64,
 }
 
 impl Session {
@@ -365,6 +394,11 @@ impl Session {
         config.effcnn_version = crate::config::EFFCNN_VERSION.to_string();
 
         let compute = config.compute_device()?;
+        // Read once per run (the environment variable only for configs that leave it open).
+        let engine = match config.requested_train_engine()? {
+            TrainEngine::Plan if compute.is_cpu() => TrainEngine::Plan,
+            _ => TrainEngine::Burn,
+        };
         let device = compute.open().map_err(effcnn_nn::NnError::from)?.autodiff();
         device.seed(config.seed);
         let mut model = EffNet::new(&graph, &device, InitConfig { seed: config.seed })?;
@@ -411,6 +445,7 @@ impl Session {
             }
         };
 
+        let train_len = train_ds.len();
         let train_loader = Loader::new(
             Arc::new(train_ds),
             LoaderConfig {
@@ -446,6 +481,10 @@ impl Session {
             metrics,
             params,
             macs: cost.macs,
+            engine,
+            plans: Vec::new(),
+            train_len,
+            image_hw: (h, w),
         })
     }
 
@@ -463,6 +502,7 @@ impl Session {
             wall_seconds: self.state.wall_seconds,
             img_per_s: self.metrics.iter().map(|m| m.img_per_s).sum::<f64>() / n,
             device: self.device_desc.clone(),
+            train_engine: self.engine,
             data: self.data_desc.clone(),
             epochs: self.config.epochs,
             epochs_completed: self.state.epochs_completed,
@@ -486,6 +526,12 @@ impl Session {
                 self.config.epochs
             ));
         }
+        if start < end {
+            self.prepare_plans(&mut progress)?;
+        } else if let Ok(prev) = read_json::<RunSummary>(&self.out.join(SUMMARY_FILE)) {
+            // Nothing to train: the summary keeps the engine that trained.
+            self.engine = prev.train_engine;
+        }
         for epoch in start..end {
             let t0 = Instant::now();
             match self.train_epoch(epoch, &mut progress) {
@@ -502,12 +548,146 @@ impl Session {
         Ok(summary)
     }
 
+    /// With the plan engine, compile the training steps of the batch sizes an epoch has (the
+    /// last batch may be smaller). A graph the plan cannot train is trained on burn for the
+    /// whole run, said once on the progress output.
+    fn prepare_plans(&mut self, progress: &mut Progress) -> Result<()> {
+        if self.engine != TrainEngine::Plan {
+            return Ok(());
+        }
+        let b = self.config.batch_size.min(self.train_len);
+        let rest = self.train_len % self.config.batch_size;
+        let (h, w) = self.image_hw;
+        for n in [b, rest] {
+            if n > 0 && self.plan_index([n, 3, h, w], progress)?.is_none() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The compiled step for batches of `dims`, compiled on first use; `None` when the step
+    /// runs on burn (from the first plan that fails to compile on, for the rest of the run).
+    fn plan_index(&mut self, dims: [usize; 4], progress: &Progress) -> Result<Option<usize>> {
+        if self.engine != TrainEngine::Plan {
+            return Ok(None);
+        }
+        if let Some(i) = self.plans.iter().position(|(d, _)| *d == dims) {
+            return Ok(Some(i));
+        }
+        match compile_train_plan(&self.model, dims, PlanOptions::default())? {
+            Ok(plan) => {
+                self.plans.push((dims, plan));
+                Ok(Some(self.plans.len() - 1))
+            }
+            Err(e) => {
+                progress.note(&format!(
+                    "training {} on burn: effcnn's compiled training step is not available \
+                     ({e})",
+                    self.config.model
+                ));
+                self.engine = TrainEngine::Burn;
+                self.plans.clear();
+                Ok(None)
+            }
+        }
+    }
+
+    /// burn's forward and backward of one step: the loss, the logits and the gradients.
+    fn burn_grads(
+        &self,
+        model: &EffNet,
+        batch: &Batch,
+        seed: u64,
+    ) -> (f32, Tensor<2>, GradientsParams) {
+        self.device.seed(seed);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(batch.images.clone(), batch.shape()),
+            &self.device,
+        );
+        let y = Tensor::<1, Int>::from_data(
+            TensorData::new(batch.labels.clone(), [batch.n]),
+            &self.device,
+        );
+        let logits = model.forward(x);
+        let loss = cross_entropy(logits.clone(), y, self.config.label_smoothing);
+        let loss_v: f32 = loss.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(loss.backward(), model);
+        (loss_v, logits, grads)
+    }
+
+    /// One step on burn: the updated model, the loss and the logits.
+    fn burn_step(
+        &mut self,
+        model: EffNet,
+        batch: &Batch,
+        lr: f64,
+        seed: u64,
+        at: StepAt,
+    ) -> Result<(EffNet, f32, Vec<f32>)> {
+        let (loss_v, logits, grads) = self.burn_grads(&model, batch, seed);
+        if !loss_v.is_finite() {
+            return Err(non_finite(at, loss_v, first_nonfinite_grad(&model, &grads)));
+        }
+        let model = self.optim.step(lr, model, grads);
+        let values = logits
+            .detach()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| TrainError::Config(format!("cannot read the logits: {e:?}")))?;
+        Ok((model, loss_v, values))
+    }
+
+    /// One step on the compiled plan `i`: its gradients through burn's optimizer, its batch
+    /// statistics into the running statistics.
+    fn plan_step(
+        &mut self,
+        i: usize,
+        model: EffNet,
+        batch: &Batch,
+        lr: f64,
+        seed: u64,
+        at: StepAt,
+    ) -> Result<(EffNet, f32, Vec<f32>)> {
+        let weights = engine_weights(&model)?;
+        let out = self.plans[i]
+            .1
+            .step(
+                &weights,
+                &StepInput {
+                    images: &batch.images,
+                    labels: &batch.labels,
+                    label_smoothing: self.config.label_smoothing as f32,
+                    seed,
+                },
+            )
+            .map_err(|e| {
+                effcnn_nn::NnError::BadInput(format!(
+                    "training step {} of epoch {}: {e}",
+                    at.step, at.epoch
+                ))
+            })?;
+        if !out.loss.is_finite() {
+            // Name the layer from burn's gradients of the same step.
+            let (_, _, grads) = self.burn_grads(&model, batch, seed);
+            return Err(non_finite(
+                at,
+                out.loss,
+                first_nonfinite_grad(&model, &grads),
+            ));
+        }
+        let grads = gradients_from_map(&model, &out.grads)?;
+        let model = apply_batch_stats(model, &out.batch_stats)?;
+        let model = self.optim.step(lr, model, grads);
+        Ok((model, out.loss, out.logits))
+    }
+
     fn train_epoch(&mut self, epoch: usize, progress: &mut Progress) -> Result<()> {
         let t_epoch = Instant::now();
         let spe = self.train_loader.num_batches();
         let total = (self.config.epochs * spe) as u64;
         let peak = self.config.optimizer.lr();
-        let eps = self.config.label_smoothing;
         progress.start_epoch(epoch, spe);
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0u64, 0u64);
         let mut train_secs = 0f64;
@@ -516,38 +696,19 @@ impl Session {
         for batch in self.train_loader.epoch(epoch as u64) {
             let t_step = Instant::now();
             let step = batch.index;
-            let global = self.state.global_step;
-            lr = lr_at(&self.config.schedule, peak, global, spe, total);
-            self.device.seed(step_seed(self.config.seed, epoch, step));
+            let at = StepAt {
+                epoch,
+                step,
+                global: self.state.global_step,
+            };
+            lr = lr_at(&self.config.schedule, peak, at.global, spe, total);
+            let seed = step_seed(self.config.seed, epoch, step);
             let n = batch.n;
-            let shape = batch.shape();
-            let x = Tensor::<4>::from_data(TensorData::new(batch.images, shape), &self.device);
-            let y = Tensor::<1, Int>::from_data(
-                TensorData::new(batch.labels.clone(), [n]),
-                &self.device,
-            );
-            let logits = model.forward(x);
-            let loss = cross_entropy(logits.clone(), y, eps);
-            let loss_v: f32 = loss.clone().into_scalar::<f32>();
-            if !loss_v.is_finite() {
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                let layer = first_nonfinite_grad(&model, &grads);
-                return Err(TrainError::NonFinite {
-                    epoch,
-                    step,
-                    global_step: global,
-                    loss: loss_v,
-                    layer,
-                });
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = self.optim.step(lr, model, grads);
-            let values = logits
-                .detach()
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| TrainError::Config(format!("cannot read the logits: {e:?}")))?;
+            let (next, loss_v, values) = match self.plan_index(batch.shape(), progress)? {
+                Some(i) => self.plan_step(i, model, &batch, lr, seed, at)?,
+                None => self.burn_step(model, &batch, lr, seed, at)?,
+            };
+            model = next;
             let k = values.len() / n.max(1);
             for (p, &l) in argmax_rows(&values, k).iter().zip(&batch.labels) {
                 correct += u64::from(*p as i64 == l);
@@ -627,6 +788,16 @@ impl Session {
         write_json(&self.out.join(SUMMARY_FILE), &self.summary())?;
         progress.end_epoch(&metrics);
         Ok(())
+    }
+}
+
+fn non_finite(at: StepAt, loss: f32, layer: Option<String>) -> TrainError {
+    TrainError::NonFinite {
+        epoch: at.epoch,
+        step: at.step,
+        global_step: at.global,
+        loss,
+        layer,
     }
 }
 

@@ -33,29 +33,75 @@ impl PackedB {
         w: impl Fn(usize, usize) -> f32,
         bias: impl Fn(usize) -> f32,
     ) -> PackedB {
+        let mut p = PackedB::empty(nr);
+        p.pack_into(k, n, w, bias);
+        p
+    }
+
+    /// [`PackedB::pack`] into this packing's buffers (no allocation once they are large enough).
+    pub fn pack_into(
+        &mut self,
+        k: usize,
+        n: usize,
+        w: impl Fn(usize, usize) -> f32,
+        bias: impl Fn(usize) -> f32,
+    ) {
+        let nr = self.nr;
         let panels = n.div_ceil(nr);
-        let mut data = vec![0.0f32; panels * k * nr];
+        self.k = k;
+        self.n = n;
+        self.data.clear();
+        self.data.resize(panels * k * nr, 0.0);
         for p in 0..panels {
             let base = p * k * nr;
             for kk in 0..k {
                 for j in 0..nr {
                     let col = p * nr + j;
                     if col < n {
-                        data[base + kk * nr + j] = w(col, kk);
+                        self.data[base + kk * nr + j] = w(col, kk);
                     }
                 }
             }
         }
-        let mut b = vec![0.0f32; panels * nr];
-        for (col, v) in b.iter_mut().enumerate().take(n) {
+        self.bias.clear();
+        self.bias.resize(panels * nr, 0.0);
+        for (col, v) in self.bias.iter_mut().enumerate().take(n) {
             *v = bias(col);
         }
+    }
+
+    /// An empty packing for [`PackedB::repack_rows`] to fill.
+    pub fn empty(nr: usize) -> PackedB {
         PackedB {
-            k,
-            n,
+            k: 0,
+            n: 0,
             nr,
-            data,
-            bias: b,
+            data: Vec::new(),
+            bias: Vec::new(),
+        }
+    }
+
+    /// Re-pack from a row-major `k × n` source (row stride `ld`) with a zero bias, reusing the
+    /// buffers.
+    ///
+    /// # Safety
+    /// `src` must be valid for `k` rows of `n` floats at stride `ld`.
+    pub unsafe fn repack_rows(&mut self, k: usize, n: usize, src: *const f32, ld: usize) {
+        let nr = self.nr;
+        let panels = n.div_ceil(nr);
+        self.k = k;
+        self.n = n;
+        self.data.clear();
+        self.data.resize(panels * k * nr, 0.0);
+        self.bias.clear();
+        self.bias.resize(panels * nr, 0.0);
+        for p in 0..panels {
+            let c0 = p * nr;
+            let cols = (n - c0).min(nr);
+            let base = self.data.as_mut_ptr().add(p * k * nr);
+            for kk in 0..k {
+                std::ptr::copy_nonoverlapping(src.add(kk * ld + c0), base.add(kk * nr), cols);
+            }
         }
     }
 
@@ -90,34 +136,46 @@ pub struct Im2col {
     pub s: Geom,
 }
 
-impl Im2col {
-    /// Gather rows `r0 .. r0 + rows` into `dst` (`rows × k`, row-major).
+multiversion!(
+    /// Gather rows `r0 .. r0 + rows` of an im2col view into `dst` (`rows × k`, row-major).
     ///
     /// # Safety
-    /// `x` must be valid for the geometry and `dst` for `rows · kh · kw · cin` floats.
-    pub unsafe fn gather(&self, r0: usize, rows: usize, dst: *mut f32) {
-        let k = self.s.kh * self.s.kw * self.cin;
-        for r in 0..rows {
-            let row = r0 + r;
-            let ox = row % self.s.ow;
-            let oy = (row / self.s.ow) % self.s.oh;
-            let n = row / (self.s.ow * self.s.oh);
-            let d = dst.add(r * k);
-            for ky in 0..self.s.kh {
-                let iy = (oy * self.s.sh + ky * self.s.dilation) as isize - self.s.pt as isize;
-                for kx in 0..self.s.kw {
-                    let ix = (ox * self.s.sw + kx * self.s.dilation) as isize - self.s.pl as isize;
-                    let dd = d.add((ky * self.s.kw + kx) * self.cin);
-                    if iy < 0 || ix < 0 || iy as usize >= self.s.h || ix as usize >= self.s.w {
-                        std::ptr::write_bytes(dd, 0, self.cin);
-                    } else {
-                        let pix = (n * self.s.h + iy as usize) * self.s.w + ix as usize;
-                        std::ptr::copy_nonoverlapping(
-                            self.x.add(pix * self.ldx + self.c0),
-                            dd,
-                            self.cin,
-                        );
-                    }
+    /// `g.x` must be valid for the geometry and `dst` for `rows · kh · kw · cin` floats.
+    pub fn im2col_gather(g: &Im2col, r0: usize, rows: usize, dst: *mut f32) => gather_rows
+);
+
+/// Copy `n` floats with vector loads and stores (a `memcpy` call per tap costs more than the
+/// copy for the few channels of a tap).
+#[inline(always)]
+unsafe fn copy_vec<S: Simd>(src: *const f32, dst: *mut f32, n: usize) {
+    let mut i = 0;
+    while i < n {
+        let cnt = (n - i).min(S::LANES);
+        S::store_upto(dst.add(i), S::load_upto(src.add(i), cnt), cnt);
+        i += S::LANES;
+    }
+}
+
+#[inline(always)]
+unsafe fn gather_rows<S: Simd>(g: &Im2col, r0: usize, rows: usize, dst: *mut f32) {
+    let s = &g.s;
+    let k = s.kh * s.kw * g.cin;
+    for r in 0..rows {
+        let row = r0 + r;
+        let ox = row % s.ow;
+        let oy = (row / s.ow) % s.oh;
+        let n = row / (s.ow * s.oh);
+        let d = dst.add(r * k);
+        for ky in 0..s.kh {
+            let iy = (oy * s.sh + ky * s.dilation) as isize - s.pt as isize;
+            for kx in 0..s.kw {
+                let ix = (ox * s.sw + kx * s.dilation) as isize - s.pl as isize;
+                let dd = d.add((ky * s.kw + kx) * g.cin);
+                if iy < 0 || ix < 0 || iy as usize >= s.h || ix as usize >= s.w {
+                    std::ptr::write_bytes(dd, 0, g.cin);
+                } else {
+                    let pix = (n * s.h + iy as usize) * s.w + ix as usize;
+                    copy_vec::<S>(g.x.add(pix * g.ldx + g.c0), dd, g.cin);
                 }
             }
         }
@@ -183,7 +241,7 @@ unsafe fn gemm_task_generic<S: Simd>(job: &GemmJob, t: usize) {
         ASrc::Direct { a, lda } => block::<S>(job, a.add(m0 * lda), lda, m0, m1, p0, p1),
         ASrc::Im2col(g) => {
             let s = scratch(rows * k);
-            g.gather(m0, rows, s);
+            gather_rows::<S>(&g, m0, rows, s);
             block::<S>(job, s, k, m0, m1, p0, p1)
         }
     }

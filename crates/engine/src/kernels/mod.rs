@@ -5,6 +5,7 @@
 pub mod dw;
 pub mod elem;
 pub mod gemm;
+pub mod grad;
 
 use effcnn_arch::Act;
 

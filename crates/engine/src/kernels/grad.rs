@@ -1,0 +1,530 @@
+//! Kernels of the training step over NHWC rows (pixels × contiguous channels): batch-norm
+//! statistics and backward, activation backward, depthwise convolution and pooling backward,
+//! each written once and compiled per instruction set. Every `acc` flag chooses between
+//! writing a gradient (`dx = …`, the first contribution) and adding to it (`dx += …`).
+//!
+//! Sums over rows are returned per call (the caller splits rows into a fixed set of chunks and
+//! adds the chunk sums in order), so results do not depend on the number of threads.
+
+// The plain-loop kernels take the vector type only to be compiled once per instruction set by
+// `multiversion!` (the compiler vectorises their loops for it), so most do not name `S`.
+#![allow(clippy::extra_unused_type_parameters, clippy::too_many_arguments)]
+
+use effcnn_arch::Act;
+
+use super::Geom;
+use crate::simd::{multiversion, Simd};
+
+/// Store `$e` (a function of index `$i`) into `dx[$i]`, or add it when `$acc`; one loop each, so
+/// the choice is made once.
+macro_rules! write_grad {
+    ($acc:expr, $n:expr, $dx:expr, |$i:ident| $e:expr) => {{
+        let dx: *mut f32 = $dx;
+        if $acc {
+            for $i in 0..$n {
+                *dx.add($i) += $e;
+            }
+        } else {
+            for $i in 0..$n {
+                *dx.add($i) = $e;
+            }
+        }
+    }};
+}
+
+multiversion!(
+    /// `dx (+)= dy · act'(x)` over `n` values; `x` is the activation's input, `y` its output.
+    ///
+    /// # Safety
+    /// All pointers must be valid for `n` floats.
+    pub fn act_back(
+        act: Act,
+        n: usize,
+        x: *const f32,
+        y: *const f32,
+        dy: *const f32,
+        dx: *mut f32,
+        acc: bool,
+    ) => act_back_generic
+);
+
+#[inline(always)]
+unsafe fn act_back_generic<S: Simd>(
+    act: Act,
+    n: usize,
+    x: *const f32,
+    y: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    acc: bool,
+) {
+    match act {
+        Act::Relu => write_grad!(acc, n, dx, |i| if *x.add(i) > 0.0 {
+            *dy.add(i)
+        } else {
+            0.0
+        }),
+        Act::Relu6 => write_grad!(acc, n, dx, |i| {
+            let v = *x.add(i);
+            if v > 0.0 && v < 6.0 {
+                *dy.add(i)
+            } else {
+                0.0
+            }
+        }),
+        Act::Sigmoid => write_grad!(acc, n, dx, |i| {
+            let s = *y.add(i);
+            *dy.add(i) * s * (1.0 - s)
+        }),
+        Act::HardSigmoid => write_grad!(acc, n, dx, |i| {
+            let v = *x.add(i);
+            if v > -3.0 && v < 3.0 {
+                *dy.add(i) / 6.0
+            } else {
+                0.0
+            }
+        }),
+        Act::HardSwish => write_grad!(acc, n, dx, |i| {
+            let v = *x.add(i);
+            let d = if v < -3.0 {
+                0.0
+            } else if v <= 3.0 {
+                v / 3.0 + 0.5
+            } else {
+                1.0
+            };
+            *dy.add(i) * d
+        }),
+        Act::Silu => {
+            let one = S::splat(1.0);
+            let mut i = 0;
+            while i < n {
+                let cnt = (n - i).min(S::LANES);
+                let xv = S::load_upto(x.add(i), cnt);
+                let s = S::sigmoid(xv);
+                let d = S::mul(s, S::add(one, S::mul(xv, S::sub(one, s))));
+                let mut g = S::mul(d, S::load_upto(dy.add(i), cnt));
+                if acc {
+                    g = S::add(g, S::load_upto(dx.add(i), cnt));
+                }
+                S::store_upto(dx.add(i), g, cnt);
+                i += S::LANES;
+            }
+        }
+    }
+}
+
+multiversion!(
+    /// Per-channel sums over `rows` rows of `c` channels (row stride `ld`):
+    /// `s1[ch] = Σ x`, and with `dev` (a per-channel mean) `s2[ch] = Σ (x − mean)²`
+    /// instead of `Σ x` when `square`.
+    ///
+    /// # Safety
+    /// `x` must be valid for the rows; `mean` for `c` floats when `square`; `out` for `c`.
+    pub fn col_sums(
+        rows: usize,
+        c: usize,
+        x: *const f32,
+        ld: usize,
+        mean: *const f32,
+        square: bool,
+        out: *mut f32,
+    ) => col_sums_generic
+);
+
+#[inline(always)]
+unsafe fn col_sums_generic<S: Simd>(
+    rows: usize,
+    c: usize,
+    x: *const f32,
+    ld: usize,
+    mean: *const f32,
+    square: bool,
+    out: *mut f32,
+) {
+    for ch in 0..c {
+        *out.add(ch) = 0.0;
+    }
+    for r in 0..rows {
+        let xr = x.add(r * ld);
+        if square {
+            for ch in 0..c {
+                let d = *xr.add(ch) - *mean.add(ch);
+                *out.add(ch) += d * d;
+            }
+        } else {
+            for ch in 0..c {
+                *out.add(ch) += *xr.add(ch);
+            }
+        }
+    }
+}
+
+multiversion!(
+    /// Batch-norm backward sums: `sdy[ch] = Σ dy`, `sdyx[ch] = Σ dy · (x − mean)`.
+    ///
+    /// # Safety
+    /// `dy`, `x` must be valid for `rows × c` (contiguous), the others for `c` floats.
+    pub fn bn_back_sums(
+        rows: usize,
+        c: usize,
+        dy: *const f32,
+        x: *const f32,
+        mean: *const f32,
+        sdy: *mut f32,
+        sdyx: *mut f32,
+    ) => bn_back_sums_generic
+);
+
+#[inline(always)]
+unsafe fn bn_back_sums_generic<S: Simd>(
+    rows: usize,
+    c: usize,
+    dy: *const f32,
+    x: *const f32,
+    mean: *const f32,
+    sdy: *mut f32,
+    sdyx: *mut f32,
+) {
+    for ch in 0..c {
+        *sdy.add(ch) = 0.0;
+        *sdyx.add(ch) = 0.0;
+    }
+    for r in 0..rows {
+        let (dr, xr) = (dy.add(r * c), x.add(r * c));
+        for ch in 0..c {
+            let g = *dr.add(ch);
+            *sdy.add(ch) += g;
+            *sdyx.add(ch) += g * (*xr.add(ch) - *mean.add(ch));
+        }
+    }
+}
+
+multiversion!(
+    /// Batch-norm input gradient: `dx (+)= a · (dy − b − (x − mean) · k)` per channel.
+    ///
+    /// # Safety
+    /// `dy`, `x`, `dx` must be valid for `rows × c` (contiguous), the others for `c` floats.
+    pub fn bn_back_dx(
+        rows: usize,
+        c: usize,
+        dy: *const f32,
+        x: *const f32,
+        mean: *const f32,
+        a: *const f32,
+        b: *const f32,
+        k: *const f32,
+        dx: *mut f32,
+        acc: bool,
+    ) => bn_back_dx_generic
+);
+
+#[inline(always)]
+unsafe fn bn_back_dx_generic<S: Simd>(
+    rows: usize,
+    c: usize,
+    dy: *const f32,
+    x: *const f32,
+    mean: *const f32,
+    a: *const f32,
+    b: *const f32,
+    k: *const f32,
+    dx: *mut f32,
+    acc: bool,
+) {
+    for r in 0..rows {
+        let (dr, xr, gr) = (dy.add(r * c), x.add(r * c), dx.add(r * c));
+        write_grad!(acc, c, gr, |ch| *a.add(ch)
+            * (*dr.add(ch)
+                - *b.add(ch)
+                - (*xr.add(ch) - *mean.add(ch)) * *k.add(ch)));
+    }
+}
+
+multiversion!(
+    /// `dx (+)= dy` or `dx (+)= dy · s` over `n` values (`s` a constant).
+    ///
+    /// # Safety
+    /// Both pointers must be valid for `n` floats.
+    pub fn add_scaled(n: usize, dy: *const f32, s: f32, dx: *mut f32, acc: bool) => add_scaled_generic
+);
+
+#[inline(always)]
+unsafe fn add_scaled_generic<S: Simd>(n: usize, dy: *const f32, s: f32, dx: *mut f32, acc: bool) {
+    if s == 1.0 {
+        write_grad!(acc, n, dx, |i| *dy.add(i));
+    } else {
+        write_grad!(acc, n, dx, |i| *dy.add(i) * s);
+    }
+}
+
+multiversion!(
+    /// `dx (+)= dy · m` element-wise (dropout masks, gates broadcast by the caller).
+    ///
+    /// # Safety
+    /// All pointers must be valid for `n` floats.
+    pub fn mul_grad(n: usize, dy: *const f32, m: *const f32, dx: *mut f32, acc: bool) => mul_grad_generic
+);
+
+#[inline(always)]
+unsafe fn mul_grad_generic<S: Simd>(
+    n: usize,
+    dy: *const f32,
+    m: *const f32,
+    dx: *mut f32,
+    acc: bool,
+) {
+    write_grad!(acc, n, dx, |i| *dy.add(i) * *m.add(i));
+}
+
+/// One image of a depthwise convolution or pooling backward: input `h × w × c`, output
+/// `oh × ow × c`, both contiguous.
+#[derive(Debug, Clone, Copy)]
+pub struct WinImage {
+    pub c: usize,
+    pub s: Geom,
+}
+
+impl WinImage {
+    /// The input pixel of output `(oy, ox)` and tap `(ky, kx)`, if inside the input.
+    #[inline(always)]
+    pub fn src(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<usize> {
+        let g = &self.s;
+        let iy = (oy * g.sh + ky * g.dilation) as isize - g.pt as isize;
+        let ix = (ox * g.sw + kx * g.dilation) as isize - g.pl as isize;
+        if iy < 0 || ix < 0 || iy as usize >= g.h || ix as usize >= g.w {
+            None
+        } else {
+            Some(iy as usize * g.w + ix as usize)
+        }
+    }
+}
+
+multiversion!(
+    /// Depthwise convolution input gradient of one image: `dx[src] += w[tap] · dy[out]`
+    /// (`w` is `[kh·kw][c]`); `dx` is zeroed first unless `acc`.
+    ///
+    /// # Safety
+    /// `dy` must hold `oh·ow·c`, `dx` `h·w·c`, `w` `kh·kw·c` floats.
+    pub fn dw_back_dx(j: &WinImage, w: *const f32, dy: *const f32, dx: *mut f32, acc: bool) => dw_back_dx_generic
+);
+
+#[inline(always)]
+unsafe fn dw_back_dx_generic<S: Simd>(
+    j: &WinImage,
+    w: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    acc: bool,
+) {
+    let (c, g) = (j.c, &j.s);
+    if !acc {
+        std::ptr::write_bytes(dx, 0, g.h * g.w * c);
+    }
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let d = dy.add((oy * g.ow + ox) * c);
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    if let Some(p) = j.src(oy, ox, ky, kx) {
+                        let wt = w.add((ky * g.kw + kx) * c);
+                        let o = dx.add(p * c);
+                        for ch in 0..c {
+                            *o.add(ch) += *wt.add(ch) * *d.add(ch);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion!(
+    /// Depthwise convolution weight gradient of one image, added to `dw` (`[kh·kw][c]`):
+    /// `dw[tap] += x[src] · dy[out]`.
+    ///
+    /// # Safety
+    /// `x` must hold `h·w·c`, `dy` `oh·ow·c`, `dw` `kh·kw·c` floats.
+    pub fn dw_back_dw(j: &WinImage, x: *const f32, dy: *const f32, dw: *mut f32) => dw_back_dw_generic
+);
+
+#[inline(always)]
+unsafe fn dw_back_dw_generic<S: Simd>(j: &WinImage, x: *const f32, dy: *const f32, dw: *mut f32) {
+    let (c, g) = (j.c, &j.s);
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let d = dy.add((oy * g.ow + ox) * c);
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    if let Some(p) = j.src(oy, ox, ky, kx) {
+                        let xs = x.add(p * c);
+                        let o = dw.add((ky * g.kw + kx) * c);
+                        for ch in 0..c {
+                            *o.add(ch) += *xs.add(ch) * *d.add(ch);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion!(
+    /// Pooling input gradient of one image; `dx` is zeroed first unless `acc`. Max pooling sends
+    /// each output's gradient to the first maximum of its window (PyTorch's choice); average
+    /// pooling spreads it over the window (divided by `k·k` with `include_pad`, else by the
+    /// taps inside the input).
+    ///
+    /// # Safety
+    /// `x` must hold `h·w·c`, `dy` `oh·ow·c`, `dx` `h·w·c` floats; `best` and `arg` `c` each.
+    pub fn pool_back(
+        j: &WinImage,
+        max: bool,
+        include_pad: bool,
+        x: *const f32,
+        dy: *const f32,
+        dx: *mut f32,
+        acc: bool,
+        best: *mut f32,
+        arg: *mut u32,
+    ) => pool_back_generic
+);
+
+#[inline(always)]
+unsafe fn pool_back_generic<S: Simd>(
+    j: &WinImage,
+    max: bool,
+    include_pad: bool,
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    acc: bool,
+    best: *mut f32,
+    arg: *mut u32,
+) {
+    let (c, g) = (j.c, &j.s);
+    if !acc {
+        std::ptr::write_bytes(dx, 0, g.h * g.w * c);
+    }
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let d = dy.add((oy * g.ow + ox) * c);
+            if max {
+                for ch in 0..c {
+                    *best.add(ch) = f32::NEG_INFINITY;
+                    *arg.add(ch) = u32::MAX;
+                }
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        if let Some(p) = j.src(oy, ox, ky, kx) {
+                            let xs = x.add(p * c);
+                            for ch in 0..c {
+                                let v = *xs.add(ch);
+                                if v > *best.add(ch) || v.is_nan() {
+                                    *best.add(ch) = v;
+                                    *arg.add(ch) = p as u32;
+                                }
+                            }
+                        }
+                    }
+                }
+                for ch in 0..c {
+                    let p = *arg.add(ch);
+                    if p != u32::MAX {
+                        *dx.add(p as usize * c + ch) += *d.add(ch);
+                    }
+                }
+            } else {
+                let mut taps = 0usize;
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        taps += usize::from(j.src(oy, ox, ky, kx).is_some());
+                    }
+                }
+                let count = if include_pad { g.kh * g.kw } else { taps };
+                let inv = 1.0 / count.max(1) as f32;
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        if let Some(p) = j.src(oy, ox, ky, kx) {
+                            let o = dx.add(p * c);
+                            for ch in 0..c {
+                                *o.add(ch) += *d.add(ch) * inv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion!(
+    /// col2im: add the im2col-ordered gradients `cols` (rows `o0..o1` of one image's output,
+    /// `k = kh·kw·cin_g` each) into the input gradient `dx` of that image (`h·w` pixels of `j.c`
+    /// channels), at channels `c0 .. c0 + cin_g`.
+    ///
+    /// # Safety
+    /// `cols` must hold `(o1 − o0) · k` floats and `dx` `h·w·c`.
+    pub fn col2im_add(
+        j: &WinImage,
+        cin_g: usize,
+        c0: usize,
+        o0: usize,
+        o1: usize,
+        cols: *const f32,
+        dx: *mut f32,
+    ) => col2im_add_generic
+);
+
+#[inline(always)]
+unsafe fn col2im_add_generic<S: Simd>(
+    j: &WinImage,
+    cin_g: usize,
+    c0: usize,
+    o0: usize,
+    o1: usize,
+    cols: *const f32,
+    dx: *mut f32,
+) {
+    let g = &j.s;
+    let k = g.kh * g.kw * cin_g;
+    for o in o0..o1 {
+        let (oy, ox) = (o / g.ow, o % g.ow);
+        let row = cols.add((o - o0) * k);
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                if let Some(p) = j.src(oy, ox, ky, kx) {
+                    let src = row.add((ky * g.kw + kx) * cin_g);
+                    let dst = dx.add(p * j.c + c0);
+                    for ci in 0..cin_g {
+                        *dst.add(ci) += *src.add(ci);
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion!(
+    /// Transpose `rows × m` (row stride `ld`) into `m × rows` (contiguous).
+    ///
+    /// # Safety
+    /// `x` must be valid for the rows, `y` for `m · rows` floats.
+    pub fn transpose(rows: usize, m: usize, x: *const f32, ld: usize, y: *mut f32) => transpose_generic
+);
+
+#[inline(always)]
+unsafe fn transpose_generic<S: Simd>(rows: usize, m: usize, x: *const f32, ld: usize, y: *mut f32) {
+    const B: usize = 16;
+    let mut r0 = 0;
+    while r0 < rows {
+        let r1 = (r0 + B).min(rows);
+        for c in 0..m {
+            let yc = y.add(c * rows);
+            for r in r0..r1 {
+                *yc.add(r) = *x.add(r * ld + c);
+            }
+        }
+        r0 = r1;
+    }
+}

@@ -1,0 +1,276 @@
+//! The training step on whole zoo graphs (every op kind the zoo trains with): the same bits on
+//! any thread count, the portable kernels within float32 noise of the vectorised ones, and
+//! clear errors for bad batches and weights. (effcnn-nn's tests compare the step's loss,
+//! gradients and batch statistics with burn's autodiff.)
+
+use effcnn_arch::graph::tensor_suffixes;
+use effcnn_arch::{resolve, Act, Graph, Options};
+use effcnn_engine::kernels::act_scalar;
+use effcnn_engine::kernels::grad;
+use effcnn_engine::{Isa, PlanOptions, StepInput, TrainPlan, WeightMap};
+
+fn fill(seed: u64, n: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+        })
+        .collect()
+}
+
+fn weights(g: &Graph, seed: u64) -> WeightMap {
+    let mut w = WeightMap::new();
+    for (i, n) in g.param_nodes() {
+        for (j, (suffix, shape, _)) in tensor_suffixes(&n.op).into_iter().enumerate() {
+            let count: usize = shape.iter().product();
+            let mut v = fill(seed * 100 + (i * 4 + j) as u64, count);
+            if suffix == "running_var" || (suffix == "weight" && shape.len() == 1) {
+                v.iter_mut().for_each(|x| *x = 1.0 + 0.4 * *x);
+            }
+            w.insert(format!("{}.{suffix}", n.path), (shape, v));
+        }
+    }
+    w
+}
+
+fn graph(name: &str) -> Graph {
+    let mut o = Options::cifar();
+    o.dropout = Some(0.0);
+    resolve(name, &o).unwrap()
+}
+
+struct Batch {
+    images: Vec<f32>,
+    labels: Vec<i64>,
+}
+
+fn batch(g: &Graph, n: usize) -> Batch {
+    let k = g.nodes[g.output].shape.c;
+    Batch {
+        images: fill(7, n * 3 * 32 * 32),
+        labels: (0..n).map(|i| ((i * 7 + 3) % k) as i64).collect(),
+    }
+}
+
+fn opts(isa: Isa, threads: usize) -> PlanOptions {
+    PlanOptions {
+        isa,
+        threads,
+        fuse: false,
+    }
+}
+
+fn rel(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let den: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum();
+    num.sqrt() / den.sqrt().max(1e-30)
+}
+
+/// One and two threads give the same bits (drop-path masks included); the portable kernels
+/// agree with the best this CPU has within the step's own float32 noise floor, measured as the
+/// change of each gradient when the input moves by one part in a million.
+#[test]
+fn steps_are_deterministic_across_threads_and_close_across_isas() {
+    for name in [
+        "resnet20",
+        "shufflenet_v2_x1_0",
+        "mobilenet_v3_small",
+        "efficientnet_b0",
+    ] {
+        let g = resolve(name, &Options::cifar()).unwrap();
+        let n = 4;
+        let b = batch(&g, n);
+        let w = weights(&g, 9);
+        let nudged: Vec<f32> = b
+            .images
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (1.0 + 1e-6 * ((i % 13) as f32 - 6.0) / 6.0))
+            .collect();
+        let run = |isa: Isa, threads: usize, images: &[f32]| {
+            let input = StepInput {
+                images,
+                labels: &b.labels,
+                label_smoothing: 0.1,
+                seed: 1,
+            };
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut p = TrainPlan::compile(&g, [n, 3, 32, 32], opts(isa, threads)).unwrap();
+                p.step(&w, &input).unwrap()
+            })
+        };
+        let one = run(Isa::detect(), 1, &b.images);
+        let two = run(Isa::detect(), 2, &b.images);
+        assert_eq!(one.loss.to_bits(), two.loss.to_bits(), "{name}: loss");
+        for (k, (_, a)) in &one.grads {
+            let b = &two.grads[k].1;
+            assert!(
+                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{name} {k}: 1 vs 2 threads differ"
+            );
+        }
+        let noise = run(Isa::detect(), 2, &nudged);
+        let port = run(Isa::Portable, 2, &b.images);
+        assert!(
+            ((port.loss - one.loss) / one.loss).abs() < 1e-5,
+            "{name}: loss"
+        );
+        for (k, (_, a)) in &one.grads {
+            let floor = rel(&noise.grads[k].1, a);
+            let e = rel(&port.grads[k].1, a);
+            assert!(
+                e <= (10.0 * floor).max(1e-4),
+                "{name} {k}: portable vs {:?} {e:.3e} (noise floor {floor:.3e})",
+                Isa::detect()
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_batches_and_weights_are_clear_errors() {
+    let g = graph("resnet20");
+    let n = 2;
+    let b = batch(&g, n);
+    let w = weights(&g, 1);
+    let mut plan = TrainPlan::compile(&g, [n, 3, 32, 32], opts(Isa::detect(), 1)).unwrap();
+    let step = |plan: &mut TrainPlan, w: &WeightMap, images: &[f32], labels: &[i64]| {
+        plan.step(
+            w,
+            &StepInput {
+                images,
+                labels,
+                label_smoothing: 0.0,
+                seed: 0,
+            },
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let e = step(&mut plan, &w, &b.images[..100], &b.labels);
+    assert!(e.contains("compiled for batches 2×3×32×32"), "{e}");
+    let e = step(&mut plan, &w, &b.images, &[0]);
+    assert!(e.contains("1 labels for a batch of 2"), "{e}");
+    let e = step(&mut plan, &w, &b.images, &[0, 10]);
+    assert!(
+        e.contains("label 10 is outside the model's 10 classes"),
+        "{e}"
+    );
+    let mut missing = w.clone();
+    let key = missing
+        .keys()
+        .find(|k| k.ends_with("conv1.weight"))
+        .unwrap()
+        .clone();
+    missing.remove(&key);
+    let e = step(&mut plan, &missing, &b.images, &b.labels);
+    assert!(e.contains(&key) && e.contains("missing"), "{e}");
+    let mut bad = w.clone();
+    bad.get_mut(&key).unwrap().0 = vec![1, 2, 3];
+    let e = step(&mut plan, &bad, &b.images, &b.labels);
+    assert!(e.contains(&key) && e.contains("shape"), "{e}");
+    // The plan still steps after refusing bad input.
+    let ok = plan.step(
+        &w,
+        &StepInput {
+            images: &b.images,
+            labels: &b.labels,
+            label_smoothing: 0.0,
+            seed: 0,
+        },
+    );
+    assert!(ok.unwrap().loss.is_finite());
+    let e = TrainPlan::compile(&g, [0, 3, 32, 32], opts(Isa::detect(), 1)).unwrap_err();
+    assert!(e.to_string().contains("empty"), "{e}");
+}
+
+/// The derivative of each activation (PyTorch's conventions), in float64.
+fn act_derivative(a: Act, x: f64) -> f64 {
+    let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+    match a {
+        Act::Relu => f64::from(u8::from(x > 0.0)),
+        Act::Relu6 => f64::from(u8::from(x > 0.0 && x < 6.0)),
+        Act::Sigmoid => sig(x) * (1.0 - sig(x)),
+        Act::Silu => sig(x) * (1.0 + x * (1.0 - sig(x))),
+        Act::HardSigmoid => f64::from(u8::from(x > -3.0 && x < 3.0)) / 6.0,
+        Act::HardSwish => {
+            if x < -3.0 {
+                0.0
+            } else if x <= 3.0 {
+                x / 3.0 + 0.5
+            } else {
+                1.0
+            }
+        }
+    }
+}
+
+/// Every activation's backward kernel, on every instruction set, writing and accumulating:
+/// `dx = dy · act'(x)` against the float64 derivative, at points off the kinks (the whole-net
+/// comparisons use smooth activations, so the kinked ones are checked here).
+#[test]
+fn activation_backward_matches_the_derivative() {
+    let n = 1001; // not a multiple of any vector width: the tails run too
+    let x: Vec<f32> = fill(3, n)
+        .into_iter()
+        .map(|u| {
+            let v = 8.0 * u;
+            // Off the kinks at -3, 0, 3 and 6.
+            if [-3.0f32, 0.0, 3.0, 6.0]
+                .iter()
+                .any(|k| (v - k).abs() < 1e-3)
+            {
+                v + 2e-3
+            } else {
+                v
+            }
+        })
+        .collect();
+    let dy = fill(4, n);
+    let base = fill(5, n);
+    for a in [
+        Act::Relu,
+        Act::Relu6,
+        Act::Sigmoid,
+        Act::Silu,
+        Act::HardSigmoid,
+        Act::HardSwish,
+    ] {
+        let y: Vec<f32> = x.iter().map(|&v| act_scalar(Some(a), v)).collect();
+        for isa in Isa::available() {
+            for acc in [false, true] {
+                let mut dx = base.clone();
+                // SAFETY: every buffer holds n floats.
+                unsafe {
+                    grad::act_back(
+                        isa,
+                        a,
+                        n,
+                        x.as_ptr(),
+                        y.as_ptr(),
+                        dy.as_ptr(),
+                        dx.as_mut_ptr(),
+                        acc,
+                    )
+                };
+                for i in 0..n {
+                    let want = f64::from(dy[i]) * act_derivative(a, f64::from(x[i]))
+                        + if acc { f64::from(base[i]) } else { 0.0 };
+                    assert!(
+                        (f64::from(dx[i]) - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "{a:?} {isa:?} acc {acc}: x {} dx {} want {want}",
+                        x[i],
+                        dx[i]
+                    );
+                }
+            }
+        }
+    }
+}
