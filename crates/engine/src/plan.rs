@@ -239,25 +239,8 @@ impl Plan {
         dims: [usize; 4],
         opts: PlanOptions,
     ) -> Result<Plan, EngineError> {
-        let [n, c, h, w] = dims;
-        if n == 0 || h == 0 || w == 0 {
-            return Err(EngineError::BadInput(format!(
-                "input {n}×{c}×{h}×{w} is empty"
-            )));
-        }
-        if c != graph.input_shape().c {
-            return Err(EngineError::BadInput(format!(
-                "{} expects {} input channels, got {c}",
-                graph.meta.name,
-                graph.input_shape().c
-            )));
-        }
-        if !Isa::available().contains(&opts.isa) {
-            return Err(EngineError::BadInput(format!(
-                "this CPU cannot run the {} kernels",
-                opts.isa.name()
-            )));
-        }
+        check_compile(graph, dims, opts.isa)?;
+        let [n, _, h, w] = dims;
         let shapes = spatial_shapes(graph, h, w)?;
         let nn = graph.nodes.len();
         let mut root: Vec<NodeId> = (0..nn).collect();
@@ -675,6 +658,31 @@ fn window(ctx: &Ctx, x: &View, out: &View, g: &Geom) -> Window {
         c: out.c,
         s: *g,
     }
+}
+
+/// The checks every compilation starts with: a non-empty input with the graph's channels, and
+/// kernels this CPU can run.
+pub(crate) fn check_compile(graph: &Graph, dims: [usize; 4], isa: Isa) -> Result<(), EngineError> {
+    let [n, c, h, w] = dims;
+    if n == 0 || h == 0 || w == 0 {
+        return Err(EngineError::BadInput(format!(
+            "input {n}×{c}×{h}×{w} is empty"
+        )));
+    }
+    if c != graph.input_shape().c {
+        return Err(EngineError::BadInput(format!(
+            "{} expects {} input channels, got {c}",
+            graph.meta.name,
+            graph.input_shape().c
+        )));
+    }
+    if !Isa::available().contains(&isa) {
+        return Err(EngineError::BadInput(format!(
+            "this CPU cannot run the {} kernels",
+            isa.name()
+        )));
+    }
+    Ok(())
 }
 
 /// Trained tensor `suffix` of `node`, read by its canonical key and checked against the graph's

@@ -24,7 +24,7 @@ use crate::kernels::elem::{self, GapJob, GateJob, MapJob};
 use crate::kernels::gemm::{self, ASrc, GemmJob, Im2col, PackedB};
 use crate::kernels::grad::{self, WinImage};
 use crate::kernels::Geom;
-use crate::plan::{fetch_tensor, split_gemm, PlanOptions, WeightMap, Weights};
+use crate::plan::{check_compile, fetch_tensor, split_gemm, PlanOptions, WeightMap, Weights};
 use crate::shapes::spatial_shapes;
 use crate::simd::Isa;
 
@@ -205,25 +205,8 @@ impl TrainPlan {
         dims: [usize; 4],
         opts: PlanOptions,
     ) -> Result<TrainPlan, EngineError> {
-        let [n, c, h, w] = dims;
-        if n == 0 || h == 0 || w == 0 {
-            return Err(EngineError::BadInput(format!(
-                "input {n}×{c}×{h}×{w} is empty"
-            )));
-        }
-        if c != graph.input_shape().c {
-            return Err(EngineError::BadInput(format!(
-                "{} expects {} input channels, got {c}",
-                graph.meta.name,
-                graph.input_shape().c
-            )));
-        }
-        if !Isa::available().contains(&opts.isa) {
-            return Err(EngineError::BadInput(format!(
-                "this CPU cannot run the {} kernels",
-                opts.isa.name()
-            )));
-        }
+        check_compile(graph, dims, opts.isa)?;
+        let [n, _, h, w] = dims;
         let shapes = spatial_shapes(graph, h, w)?;
         let nn = graph.nodes.len();
         let mut root: Vec<NodeId> = (0..nn).collect();
@@ -670,18 +653,7 @@ impl TrainPlan {
                     let x = x.expect("input");
                     let c = s.c;
                     let xp = P(x);
-                    let sums = self.chunk_sums(rows, c, |r0, r1, out| {
-                        grad::col_sums(
-                            isa,
-                            r1 - r0,
-                            c,
-                            xp.at(r0 * c),
-                            c,
-                            std::ptr::null(),
-                            false,
-                            out,
-                        )
-                    });
+                    let sums = self.col_sums(rows, c, x);
                     let m = rows as f64;
                     let mean: Vec<f32> = sums.iter().map(|v| (v / m) as f32).collect();
                     let mp = P(mean.as_ptr() as *mut f32);
@@ -926,32 +898,19 @@ impl TrainPlan {
                     let c = s.c;
                     let aux = &self.aux[id];
                     let (mp, dyp, xp) = (P(aux.mean.as_ptr() as *mut f32), P(dy), P(x));
-                    let sums = {
-                        let chunks = rows.div_ceil(CHUNK_ROWS).max(1);
-                        let mut part = vec![0.0f32; chunks * 2 * c];
-                        let pp = P(part.as_mut_ptr());
-                        self.par(chunks, |t| {
-                            let r0 = t * CHUNK_ROWS;
-                            let r1 = (r0 + CHUNK_ROWS).min(rows);
-                            grad::bn_back_sums(
-                                isa,
-                                r1 - r0,
-                                c,
-                                dyp.at(r0 * c),
-                                xp.at(r0 * c),
-                                mp.at(0),
-                                pp.at(t * 2 * c),
-                                pp.at(t * 2 * c + c),
-                            )
-                        });
-                        let mut out = vec![0.0f64; 2 * c];
-                        for ch_part in part.chunks(2 * c) {
-                            for (o, &v) in out.iter_mut().zip(ch_part) {
-                                *o += v as f64;
-                            }
-                        }
-                        out
-                    };
+                    // Σ dy and Σ dy·(x − mean) side by side: one chunked sum of width 2c.
+                    let sums = self.chunk_sums(rows, 2 * c, |r0, r1, out| {
+                        grad::bn_back_sums(
+                            isa,
+                            r1 - r0,
+                            c,
+                            dyp.at(r0 * c),
+                            xp.at(r0 * c),
+                            mp.at(0),
+                            out,
+                            out.add(c),
+                        )
+                    });
                     let (sdy, sdyx) = sums.split_at(c);
                     let m = rows as f64;
                     let aux = &self.aux[id];
@@ -1188,7 +1147,7 @@ impl TrainPlan {
     }
 
     /// Per-channel column sums of `rows × c` (contiguous), in fixed chunks.
-    fn col_sum_f32(&self, rows: usize, c: usize, x: *const f32) -> Vec<f32> {
+    fn col_sums(&self, rows: usize, c: usize, x: *const f32) -> Vec<f64> {
         let (xp, isa) = (P(x as *mut f32), self.isa);
         self.chunk_sums(rows, c, |r0, r1, out| unsafe {
             grad::col_sums(
@@ -1202,9 +1161,14 @@ impl TrainPlan {
                 out,
             )
         })
-        .into_iter()
-        .map(|v| v as f32)
-        .collect()
+    }
+
+    /// [`TrainPlan::col_sums`] rounded to f32 (bias gradients).
+    fn col_sum_f32(&self, rows: usize, c: usize, x: *const f32) -> Vec<f32> {
+        self.col_sums(rows, c, x)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()
     }
 
     /// The weight gradient `dyᵀ · A` (`m × k`) summed over `rows` rows, in [`PARTS`] fixed

@@ -5,42 +5,16 @@
 //! instruction set this CPU runs — the portable fallback included — and compared with a direct
 //! NCHW float64 interpreter of the same graph written here.
 
-use std::collections::BTreeMap;
-
 use effcnn_arch::builder::{names, GraphBuilder};
-use effcnn_arch::graph::{pool_out_size, tensor_suffixes};
+use effcnn_arch::graph::pool_out_size;
 use effcnn_arch::{Act, Conv, Graph, ModelMeta, NodeId, Op, Pad, Profile, Shape};
 use effcnn_engine::{Isa, Plan, PlanOptions};
 
-/// Deterministic values in [-1, 1).
-fn fill(seed: u64, n: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ((x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
+mod common;
 
-type Weights = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+use common::{fill, weights};
 
-fn weights(g: &Graph, seed: u64) -> Weights {
-    let mut w = Weights::new();
-    for (i, n) in g.param_nodes() {
-        for (j, (suffix, shape, _)) in tensor_suffixes(&n.op).into_iter().enumerate() {
-            let count: usize = shape.iter().product();
-            let mut v = fill(seed * 100 + (i * 4 + j) as u64, count);
-            if suffix == "running_var" || (suffix == "weight" && shape.len() == 1) {
-                v.iter_mut().for_each(|x| *x = 1.0 + 0.4 * *x);
-            }
-            w.insert(format!("{}.{suffix}", n.path), (shape, v));
-        }
-    }
-    w
-}
+type Weights = effcnn_engine::WeightMap;
 
 fn act(a: Act, x: f64) -> f64 {
     let sig = |x: f64| 1.0 / (1.0 + (-x).exp());

@@ -3,38 +3,14 @@
 //! clear errors for bad batches and weights. (effcnn-nn's tests compare the step's loss,
 //! gradients and batch statistics with burn's autodiff.)
 
-use effcnn_arch::graph::tensor_suffixes;
 use effcnn_arch::{resolve, Act, Graph, Options};
 use effcnn_engine::kernels::act_scalar;
 use effcnn_engine::kernels::grad;
 use effcnn_engine::{Isa, PlanOptions, StepInput, TrainPlan, WeightMap};
 
-fn fill(seed: u64, n: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ((x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
+mod common;
 
-fn weights(g: &Graph, seed: u64) -> WeightMap {
-    let mut w = WeightMap::new();
-    for (i, n) in g.param_nodes() {
-        for (j, (suffix, shape, _)) in tensor_suffixes(&n.op).into_iter().enumerate() {
-            let count: usize = shape.iter().product();
-            let mut v = fill(seed * 100 + (i * 4 + j) as u64, count);
-            if suffix == "running_var" || (suffix == "weight" && shape.len() == 1) {
-                v.iter_mut().for_each(|x| *x = 1.0 + 0.4 * *x);
-            }
-            w.insert(format!("{}.{suffix}", n.path), (shape, v));
-        }
-    }
-    w
-}
+use common::{fill, weights};
 
 fn graph(name: &str) -> Graph {
     let mut o = Options::cifar();
