@@ -115,6 +115,11 @@ struct TNode {
     /// Per input: add to its gradient (another consumer wrote it first) rather than write it.
     acc: Vec<bool>,
     shape: Shape,
+    /// A batch norm fused with the ReLU / ReLU6 that is its only consumer: that activation and
+    /// its node, whose output (and output gradient) this batch norm writes (and reads).
+    fused: Option<(Act, NodeId)>,
+    /// An activation fused into the batch norm before it: no step of its own.
+    absorbed: bool,
 }
 
 /// Per-step state of a node.
@@ -317,6 +322,8 @@ impl TrainPlan {
                 acc: vec![false; inputs.len()],
                 inputs,
                 shape: s,
+                fused: None,
+                absorbed: false,
             });
         }
         let output = root[graph.output];
@@ -326,6 +333,31 @@ impl TrainPlan {
                 path: graph.nodes[output].path.clone(),
                 what: "a loss over a spatial output".into(),
             });
+        }
+        // Batch norm → ReLU/ReLU6 as one step when the activation is the batch norm's only
+        // consumer: the forward writes the activation's output, the backward masks by it.
+        if opts.fuse {
+            let mut consumers = vec![Vec::new(); nn];
+            for (t, node) in nodes.iter().enumerate() {
+                for &j in &node.inputs {
+                    consumers[j].push(t);
+                }
+            }
+            for t in 0..nodes.len() {
+                let id = nodes[t].id;
+                if !matches!(nodes[t].op, TOp::Bn { .. }) || id == output {
+                    continue;
+                }
+                if let [a] = consumers[id].as_slice() {
+                    let a = *a;
+                    if let TOp::Act(act @ (Act::Relu | Act::Relu6)) = nodes[a].op {
+                        if nodes[a].inputs.len() == 1 {
+                            nodes[t].fused = Some((act, nodes[a].id));
+                            nodes[a].absorbed = true;
+                        }
+                    }
+                }
+            }
         }
         // Which consumer writes each gradient first: the backward pass runs in reverse order.
         let mut written = vec![false; nn];
@@ -341,9 +373,12 @@ impl TrainPlan {
                 written[j] = true;
             }
         }
+        let fused_bn: Vec<bool> = (0..nn)
+            .map(|i| pos[i].is_some_and(|t| nodes[t].fused.is_some()))
+            .collect();
         let vals = (0..nn)
             .map(|i| {
-                if pos[i].is_some() {
+                if pos[i].is_some() && !fused_bn[i] {
                     let s = shapes[i];
                     vec![0.0f32; n * s.c * s.h * s.w]
                 } else {
@@ -353,8 +388,10 @@ impl TrainPlan {
             .collect();
         let grads = (0..nn)
             .map(|i| {
-                let needs =
-                    pos[i].is_some() && written[i] && !matches!(graph.nodes[i].op, Op::Input);
+                let needs = pos[i].is_some()
+                    && written[i]
+                    && !fused_bn[i]
+                    && !matches!(graph.nodes[i].op, Op::Input);
                 if needs {
                     let s = shapes[i];
                     vec![0.0f32; n * s.c * s.h * s.w]
@@ -420,11 +457,14 @@ impl TrainPlan {
         }
         self.load_weights(weights)?;
         for t in 0..self.nodes.len() {
-            self.forward(t, input);
+            if !self.nodes[t].absorbed {
+                self.forward(t, input);
+            }
         }
         let (loss, logits) = self.loss(input);
         for t in (0..self.nodes.len()).rev() {
-            if !self.grads[self.nodes[t].id].is_empty() || self.nodes[t].id == self.output {
+            let d = self.dy_node(t);
+            if !self.nodes[t].absorbed && (!self.grads[d].is_empty() || d == self.output) {
                 self.backward(t);
             }
         }
@@ -435,6 +475,12 @@ impl TrainPlan {
             grads,
             batch_stats,
         })
+    }
+
+    /// The node whose output (and gradient) node `t`'s step writes (and reads): itself, or for a
+    /// batch norm fused with its activation, the activation.
+    fn dy_node(&self, t: usize) -> NodeId {
+        self.nodes[t].fused.map_or(self.nodes[t].id, |(_, a)| a)
     }
 
     fn shape(&self, id: NodeId) -> Shape {
@@ -672,7 +718,11 @@ impl TrainPlan {
                         .map(|ch| aux.bias[ch] - mean[ch] * scale[ch])
                         .collect();
                     aux.mean = mean;
-                    self.map(rows, c, x, Some((&scale, &shift)), None, None, y);
+                    let (act, y) = match node.fused {
+                        Some((a, out)) => (Some(a), self.val_ptr(out)),
+                        None => (None, y),
+                    };
+                    self.map(rows, c, x, Some((&scale, &shift)), act, None, y);
                 }
                 TOp::Act(a) => self.map(rows, s.c, x.expect("input"), None, Some(*a), None, y),
                 TOp::Add => {
@@ -853,7 +903,7 @@ impl TrainPlan {
         let n = self.dims[0];
         let rows = n * s.h * s.w;
         let isa = self.isa;
-        let dy = self.grad_ptr(id);
+        let dy = self.grad_ptr(self.dy_node(t));
         // The gradient buffer of input slot `i`, if that input takes one.
         let dx_of = |i: usize| -> Option<(*mut f32, bool)> {
             let j = node.inputs[i];
@@ -898,6 +948,21 @@ impl TrainPlan {
                     let c = s.c;
                     let aux = &self.aux[id];
                     let (mp, dyp, xp) = (P(aux.mean.as_ptr() as *mut f32), P(dy), P(x));
+                    // A fused activation masks the output gradient by its output.
+                    let (yp, hi) = match node.fused {
+                        Some((a, out)) => (
+                            P(self.val_ptr(out)),
+                            if a == Act::Relu6 { 6.0 } else { f32::INFINITY },
+                        ),
+                        None => (P(std::ptr::null_mut()), f32::INFINITY),
+                    };
+                    let ym = |r0: usize| {
+                        if yp.0.is_null() {
+                            std::ptr::null()
+                        } else {
+                            yp.at(r0 * c) as *const f32
+                        }
+                    };
                     // Σ dy and Σ dy·(x − mean) side by side: one chunked sum of width 2c.
                     let sums = self.chunk_sums(rows, 2 * c, |r0, r1, out| {
                         grad::bn_back_sums(
@@ -907,6 +972,8 @@ impl TrainPlan {
                             dyp.at(r0 * c),
                             xp.at(r0 * c),
                             mp.at(0),
+                            ym(r0),
+                            hi,
                             out,
                             out.add(c),
                         )
@@ -937,6 +1004,8 @@ impl TrainPlan {
                                 dyp.at(r0 * c),
                                 xp.at(r0 * c),
                                 mp.at(0),
+                                ym(r0),
+                                hi,
                                 ap.at(0),
                                 bp.at(0),
                                 kp.at(0),
@@ -1437,7 +1506,7 @@ impl TrainPlan {
         for t in 0..self.nodes.len() {
             let id = self.nodes[t].id;
             let node = &self.graph.nodes[id];
-            let reached = !self.grads[id].is_empty();
+            let reached = !self.grads[self.dy_node(t)].is_empty();
             let aux = &mut self.aux[id];
             for (suffix, shape, trainable) in tensor_suffixes(&node.op) {
                 let key = format!("{}.{suffix}", node.path);

@@ -35,7 +35,7 @@ fn opts(isa: Isa, threads: usize) -> PlanOptions {
     PlanOptions {
         isa,
         threads,
-        fuse: false,
+        fuse: true,
     }
 }
 

@@ -161,20 +161,35 @@ unsafe fn col_sums_generic<S: Simd>(
 }
 
 multiversion!(
-    /// Batch-norm backward sums: `sdy[ch] = Σ dy`, `sdyx[ch] = Σ dy · (x − mean)`.
+    /// Batch-norm backward sums: `sdy[ch] = Σ g`, `sdyx[ch] = Σ g · (x − mean)`, where `g = dy`,
+    /// or, for a batch norm fused with the ReLU / ReLU6 that follows it (`y` its output, not
+    /// null), `g = dy` where `0 < y < hi` and 0 elsewhere.
     ///
     /// # Safety
-    /// `dy`, `x` must be valid for `rows × c` (contiguous), the others for `c` floats.
+    /// `dy`, `x` (and `y`) must be valid for `rows × c` (contiguous), the others for `c` floats.
     pub fn bn_back_sums(
         rows: usize,
         c: usize,
         dy: *const f32,
         x: *const f32,
         mean: *const f32,
+        y: *const f32,
+        hi: f32,
         sdy: *mut f32,
         sdyx: *mut f32,
     ) => bn_back_sums_generic
 );
+
+/// The activation-masked output gradient of a fused batch norm (see [`bn_back_sums`]).
+#[inline(always)]
+unsafe fn masked(dy: *const f32, y: *const f32, hi: f32, i: usize) -> f32 {
+    let v = *y.add(i);
+    if v > 0.0 && v < hi {
+        *dy.add(i)
+    } else {
+        0.0
+    }
+}
 
 #[inline(always)]
 unsafe fn bn_back_sums_generic<S: Simd>(
@@ -183,6 +198,8 @@ unsafe fn bn_back_sums_generic<S: Simd>(
     dy: *const f32,
     x: *const f32,
     mean: *const f32,
+    y: *const f32,
+    hi: f32,
     sdy: *mut f32,
     sdyx: *mut f32,
 ) {
@@ -192,25 +209,37 @@ unsafe fn bn_back_sums_generic<S: Simd>(
     }
     for r in 0..rows {
         let (dr, xr) = (dy.add(r * c), x.add(r * c));
-        for ch in 0..c {
-            let g = *dr.add(ch);
-            *sdy.add(ch) += g;
-            *sdyx.add(ch) += g * (*xr.add(ch) - *mean.add(ch));
+        if y.is_null() {
+            for ch in 0..c {
+                let g = *dr.add(ch);
+                *sdy.add(ch) += g;
+                *sdyx.add(ch) += g * (*xr.add(ch) - *mean.add(ch));
+            }
+        } else {
+            let yr = y.add(r * c);
+            for ch in 0..c {
+                let g = masked(dr, yr, hi, ch);
+                *sdy.add(ch) += g;
+                *sdyx.add(ch) += g * (*xr.add(ch) - *mean.add(ch));
+            }
         }
     }
 }
 
 multiversion!(
-    /// Batch-norm input gradient: `dx (+)= a · (dy − b − (x − mean) · k)` per channel.
+    /// Batch-norm input gradient: `dx (+)= a · (g − b − (x − mean) · k)` per channel, `g` the
+    /// (masked, see [`bn_back_sums`]) output gradient.
     ///
     /// # Safety
-    /// `dy`, `x`, `dx` must be valid for `rows × c` (contiguous), the others for `c` floats.
+    /// `dy`, `x`, (`y`,) `dx` must be valid for `rows × c` (contiguous), the others for `c` floats.
     pub fn bn_back_dx(
         rows: usize,
         c: usize,
         dy: *const f32,
         x: *const f32,
         mean: *const f32,
+        y: *const f32,
+        hi: f32,
         a: *const f32,
         b: *const f32,
         k: *const f32,
@@ -226,6 +255,8 @@ unsafe fn bn_back_dx_generic<S: Simd>(
     dy: *const f32,
     x: *const f32,
     mean: *const f32,
+    y: *const f32,
+    hi: f32,
     a: *const f32,
     b: *const f32,
     k: *const f32,
@@ -234,10 +265,18 @@ unsafe fn bn_back_dx_generic<S: Simd>(
 ) {
     for r in 0..rows {
         let (dr, xr, gr) = (dy.add(r * c), x.add(r * c), dx.add(r * c));
-        write_grad!(acc, c, gr, |ch| *a.add(ch)
-            * (*dr.add(ch)
-                - *b.add(ch)
-                - (*xr.add(ch) - *mean.add(ch)) * *k.add(ch)));
+        if y.is_null() {
+            write_grad!(acc, c, gr, |ch| *a.add(ch)
+                * (*dr.add(ch)
+                    - *b.add(ch)
+                    - (*xr.add(ch) - *mean.add(ch)) * *k.add(ch)));
+        } else {
+            let yr = y.add(r * c);
+            write_grad!(acc, c, gr, |ch| *a.add(ch)
+                * (masked(dr, yr, hi, ch)
+                    - *b.add(ch)
+                    - (*xr.add(ch) - *mean.add(ch)) * *k.add(ch)));
+        }
     }
 }
 
