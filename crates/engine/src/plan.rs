@@ -948,19 +948,7 @@ impl<'g> Compiler<'g> {
                 Op::MaxPool { k, stride, pad, .. } | Op::AvgPool { k, stride, pad, .. } => {
                     let x = self.input(node.inputs[0]);
                     let out = self.out_view(i);
-                    let geom = Geom {
-                        h: x.h,
-                        w: x.w,
-                        oh: out.h,
-                        ow: out.w,
-                        kh: *k,
-                        kw: *k,
-                        sh: *stride,
-                        sw: *stride,
-                        pt: *pad,
-                        pl: *pad,
-                        dilation: 1,
-                    };
+                    let geom = Geom::pool(*k, *stride, *pad, (x.h, x.w), (out.h, out.w));
                     let (max, include_pad) = match node.op {
                         Op::AvgPool {
                             count_include_pad, ..
@@ -1066,20 +1054,8 @@ impl<'g> Compiler<'g> {
                     None => (vec![1.0; c.cout], vec![0.0; c.cout]),
                 };
                 let bias_of = |co: usize| bias.map_or(0.0, |b| b[co]) * scale[co] + shift[co];
-                let (t, l, _, _) = c.pad.resolve(x.h, x.w, c.k, c.stride, c.dilation);
-                let geom = Geom {
-                    h: x.h,
-                    w: x.w,
-                    oh: out.h,
-                    ow: out.w,
-                    kh: c.k.0,
-                    kw: c.k.1,
-                    sh: c.stride.0,
-                    sw: c.stride.1,
-                    pt: t,
-                    pl: l,
-                    dilation: c.dilation,
-                };
+                let geom = Geom::conv(c, (x.h, x.w), (out.h, out.w));
+                let (t, l) = (geom.pt, geom.pl);
                 if self.dw_fast(c) && res.is_none() {
                     let (kh, kw) = c.k;
                     let mut wp = vec![0.0f32; kh * kw * c.cout];

@@ -233,20 +233,8 @@ impl TrainPlan {
                 Op::Input => TOp::Input,
                 Op::Conv(cv) => {
                     let x = inp.expect("a conv has an input");
-                    let (t, l, _, _) = cv.pad.resolve(x.h, x.w, cv.k, cv.stride, cv.dilation);
-                    let geom = Geom {
-                        h: x.h,
-                        w: x.w,
-                        oh: s.h,
-                        ow: s.w,
-                        kh: cv.k.0,
-                        kw: cv.k.1,
-                        sh: cv.stride.0,
-                        sw: cv.stride.1,
-                        pt: t,
-                        pl: l,
-                        dilation: cv.dilation,
-                    };
+                    let geom = Geom::conv(cv, (x.h, x.w), (s.h, s.w));
+                    let (t, l) = (geom.pt, geom.pl);
                     TOp::Conv {
                         conv: *cv,
                         geom,
@@ -274,19 +262,7 @@ impl TrainPlan {
                 Op::Act { act } => TOp::Act(*act),
                 Op::MaxPool { k, stride, pad, .. } | Op::AvgPool { k, stride, pad, .. } => {
                     let x = inp.expect("a pool has an input");
-                    let geom = Geom {
-                        h: x.h,
-                        w: x.w,
-                        oh: s.h,
-                        ow: s.w,
-                        kh: *k,
-                        kw: *k,
-                        sh: *stride,
-                        sw: *stride,
-                        pt: *pad,
-                        pl: *pad,
-                        dilation: 1,
-                    };
+                    let geom = Geom::pool(*k, *stride, *pad, (x.h, x.w), (s.h, s.w));
                     let (max, include_pad) = match node.op {
                         Op::AvgPool {
                             count_include_pad, ..

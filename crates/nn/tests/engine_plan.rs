@@ -4,12 +4,14 @@
 //! (the portable one included); the arena against the cost analyzer's liveness; and the errors
 //! of a plan run on the wrong input.
 
+mod common;
+
 use burn::tensor::{Tensor, TensorData};
-use effcnn_arch::{Layout, Options};
+use effcnn_arch::Options;
 use effcnn_engine::{Isa, Plan, PlanOptions};
 use effcnn_nn::engine::{compile_plan, engine_weights};
 use effcnn_nn::parity::{fill, rel_l2};
-use effcnn_nn::{apply_tensors, EffNet, InitConfig};
+use effcnn_nn::{EffNet, InitConfig};
 
 const TOL: f64 = 1e-4;
 
@@ -19,19 +21,7 @@ fn model(name: &str, opts: &Options, seed: u64) -> EffNet {
     let device = effcnn_nn::cpu();
     let graph = effcnn_arch::resolve(name, opts).unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut m = EffNet::new(&graph, &device, InitConfig { seed }).unwrap();
-    let mut map = effcnn_nn::checkpoint::model_tensors(&m, Layout::Canonical).unwrap();
-    for (i, (key, t)) in map.iter_mut().enumerate() {
-        let n = t.data.len();
-        let s = seed * 1000 + i as u64;
-        if key.ends_with("running_var") {
-            t.data = fill(s, 0.4, 1.0, n);
-        } else if key.ends_with("running_mean") || (key.ends_with("bias") && t.shape.len() == 1) {
-            t.data = fill(s, 0.1, 0.0, n);
-        } else if t.shape.len() == 1 && key.ends_with("weight") {
-            t.data = fill(s, 0.3, 1.0, n);
-        }
-    }
-    apply_tensors(&mut m, &map, Some(Layout::Canonical), false).unwrap();
+    common::randomize_bn_and_biases(&mut m, seed);
     m
 }
 

@@ -29,6 +29,50 @@ pub struct Geom {
     pub dilation: usize,
 }
 
+impl Geom {
+    /// The geometry of convolution `c` from an `h × w` input to an `oh × ow` output (its
+    /// padding resolved, TF-SAME included).
+    pub fn conv(c: &effcnn_arch::Conv, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Geom {
+        let (pt, pl, _, _) = c.pad.resolve(h, w, c.k, c.stride, c.dilation);
+        Geom {
+            h,
+            w,
+            oh,
+            ow,
+            kh: c.k.0,
+            kw: c.k.1,
+            sh: c.stride.0,
+            sw: c.stride.1,
+            pt,
+            pl,
+            dilation: c.dilation,
+        }
+    }
+
+    /// The geometry of a `k × k` pooling window with `stride` and `pad` on every side.
+    pub fn pool(
+        k: usize,
+        stride: usize,
+        pad: usize,
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+    ) -> Geom {
+        Geom {
+            h,
+            w,
+            oh,
+            ow,
+            kh: k,
+            kw: k,
+            sh: stride,
+            sw: stride,
+            pt: pad,
+            pl: pad,
+            dilation: 1,
+        }
+    }
+}
+
 /// Apply an activation (PyTorch's formulas) to one vector.
 #[inline(always)]
 pub(crate) unsafe fn act<S: Simd>(a: Option<Act>, x: S::V) -> S::V {

@@ -39,7 +39,14 @@ pub fn graph(name: &str) -> Graph {
 /// mean and variance, biases included, on the autodiff device (training mode).
 pub fn model(g: &Graph, seed: u64) -> EffNet {
     let mut m = EffNet::new(g, &device(), InitConfig { seed }).unwrap();
-    let mut map = model_tensors(&m, Layout::Canonical).unwrap();
+    randomize_bn_and_biases(&mut m, seed);
+    m
+}
+
+/// Give `m` random batch-norm γ (1 ± 0.3), β, running mean (± 0.1), running variance (1 ± 0.4)
+/// and biases (± 0.1), so that no test depends on the identity statistics of an initialisation.
+pub fn randomize_bn_and_biases(m: &mut EffNet, seed: u64) {
+    let mut map = model_tensors(m, Layout::Canonical).unwrap();
     for (i, (key, t)) in map.iter_mut().enumerate() {
         let n = t.data.len();
         let s = seed * 1000 + i as u64;
@@ -51,8 +58,7 @@ pub fn model(g: &Graph, seed: u64) -> EffNet {
             t.data = fill(s, 0.3, 1.0, n);
         }
     }
-    apply_tensors(&mut m, &map, Some(Layout::Canonical), false).unwrap();
-    m
+    apply_tensors(m, &map, Some(Layout::Canonical), false).unwrap();
 }
 
 /// A model with the same tensors as `m` and its own running statistics (clones of a burn
