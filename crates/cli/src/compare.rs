@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use effcnn_arch::cost::{self, ModelCost};
-use effcnn_arch::{entries, entry, resolve, Options, Profile};
+use effcnn_arch::{entries, entry, resolve, Options};
 use effcnn_report::{
     pareto_frontier, write_file_atomic, write_report, Cell, Column, Figure, Point, Report,
     ScatterPlot, Table,
 };
+use effcnn_train::RunFolder;
 
 #[derive(Args)]
 pub struct CompareArgs {
@@ -41,25 +42,157 @@ pub struct Row {
     pub latency_ms: Option<f64>,
 }
 
-fn run_accuracy(dir: &Path) -> Result<(String, String, f64)> {
-    let read = |name: &str| -> Result<serde_json::Value> {
-        let p = dir.join(name);
-        let s =
-            std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read", p.display()))?;
-        serde_json::from_str(&s).with_context(|| format!("{}: not valid JSON", p.display()))
-    };
-    let cfg = read("config.json")?;
-    let sum = read("summary.json")?;
-    let model = cfg["model"]
-        .as_str()
-        .with_context(|| format!("{}: config.json has no \"model\"", dir.display()))?
-        .to_string();
-    let profile = cfg["profile"].as_str().unwrap_or("cifar").to_string();
-    let acc = sum["final_test_accuracy"]
-        .as_f64()
-        .or_else(|| sum["best_test_accuracy"].as_f64())
-        .with_context(|| format!("{}: summary.json has no test accuracy", dir.display()))?;
-    Ok((model, profile, acc))
+/// The finished runs of one model with one recipe (they differ only in the seed).
+#[derive(Debug, Clone)]
+pub struct RunGroup {
+    pub model: String,
+    pub family: String,
+    pub profile: String,
+    pub width: Option<f64>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub data: String,
+    /// Parameters and MACs of the model as trained (from the runs' summaries).
+    pub params: u64,
+    pub macs: u64,
+    /// Final test accuracy (fraction) and training wall seconds of each run, by seed.
+    pub seeds: Vec<u64>,
+    pub accs: Vec<f64>,
+    pub wall_seconds: Vec<f64>,
+    pub device: String,
+}
+
+impl RunGroup {
+    pub fn mean_std(&self) -> (f64, f64) {
+        crate::experiment::mean_std(&self.accs)
+    }
+}
+
+/// The finished runs under `roots` (run folders or folders holding them), grouped by model and
+/// recipe; unfinished runs are left out (and said on stderr).
+pub fn run_groups(roots: &[PathBuf]) -> Result<Vec<RunGroup>> {
+    let mut groups: Vec<(serde_json::Value, RunGroup)> = Vec::new();
+    for root in roots {
+        let folders =
+            RunFolder::find(root).with_context(|| format!("--runs {}", root.display()))?;
+        for f in folders {
+            let Some(sum) = f.finished() else {
+                eprintln!("{}: run not finished, left out", f.dir.display());
+                continue;
+            };
+            let key = f.recipe(&["seed", "device"])?;
+            let c = &f.config;
+            let i = match groups.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    let family = entry(&c.model)
+                        .with_context(|| format!("{}", f.dir.display()))?
+                        .family
+                        .to_string();
+                    groups.push((
+                        key,
+                        RunGroup {
+                            model: c.model.clone(),
+                            family,
+                            profile: c.profile.name().to_string(),
+                            width: c.width,
+                            epochs: c.epochs,
+                            batch_size: c.batch_size,
+                            data: c.data.clone(),
+                            params: sum.params,
+                            macs: sum.macs,
+                            seeds: Vec::new(),
+                            accs: Vec::new(),
+                            wall_seconds: Vec::new(),
+                            device: sum.device.clone(),
+                        },
+                    ));
+                    groups.len() - 1
+                }
+            };
+            let g = &mut groups[i].1;
+            if g.seeds.contains(&c.seed) {
+                bail!(
+                    "{}: a second run of {} with seed {} and the same recipe",
+                    f.dir.display(),
+                    c.model,
+                    c.seed
+                );
+            }
+            g.seeds.push(c.seed);
+            g.accs.push(sum.final_test_accuracy);
+            g.wall_seconds.push(sum.wall_seconds);
+        }
+    }
+    if groups.is_empty() && !roots.is_empty() {
+        bail!("--runs: no finished run");
+    }
+    Ok(groups.into_iter().map(|(_, g)| g).collect())
+}
+
+/// The CIFAR-10 table: one row per model and recipe, mean ± std over seeds.
+pub fn runs_table(groups: &[RunGroup]) -> Table {
+    let mut t = Table::new(
+        "CIFAR-10 test accuracy of effcnn training runs",
+        vec![
+            Column::left("model"),
+            Column::left("family"),
+            Column::right("width"),
+            Column::right("params"),
+            Column::right("MACs"),
+            Column::right("epochs"),
+            Column::right("seeds"),
+            Column::right("test acc (mean)"),
+            Column::right("± std"),
+            Column::left("per seed"),
+            Column::right("train min/run"),
+        ],
+    );
+    for g in groups {
+        let (m, sd) = g.mean_std();
+        let per: Vec<String> = g
+            .seeds
+            .iter()
+            .zip(&g.accs)
+            .map(|(s, a)| format!("s{s} {:.2}", a * 100.0))
+            .collect();
+        let _ = t.push_row(vec![
+            Cell::text(&g.model),
+            Cell::text(&g.family),
+            Cell::float(g.width.unwrap_or(1.0), 2),
+            Cell::count(g.params),
+            Cell::mega(g.macs as f64),
+            Cell::int(g.epochs as i64),
+            Cell::int(g.accs.len() as i64),
+            Cell::percent(m, 2),
+            if g.accs.len() > 1 {
+                Cell::percent(sd, 2)
+            } else {
+                Cell::Empty
+            },
+            Cell::text(per.join(", ")),
+            Cell::float(
+                g.wall_seconds.iter().sum::<f64>() / g.wall_seconds.len() as f64 / 60.0,
+                0,
+            ),
+        ]);
+    }
+    let mut data: Vec<String> = groups.iter().map(|g| format!("`{}`", g.data)).collect();
+    data.dedup();
+    let mut devices: Vec<String> = groups.iter().map(|g| g.device.clone()).collect();
+    devices.sort();
+    devices.dedup();
+    t.push_note(format!(
+        "Accuracy after the last epoch on the test split; std is the sample standard deviation over seeds. \
+         Profile {}, batch {}, data {}; params and MACs of each model as trained (32²); devices: {}.",
+        groups
+            .first()
+            .map_or("cifar".to_string(), |g| g.profile.clone()),
+        groups.first().map_or(128, |g| g.batch_size),
+        data.join(", "),
+        devices.join("; ")
+    ));
+    t
 }
 
 fn bench_latency(path: &Path) -> Result<BTreeMap<String, f64>> {
@@ -101,12 +234,15 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     if names.is_empty() {
         bail!("--models: no models given");
     }
-    let mut runs: BTreeMap<String, f64> = BTreeMap::new();
-    for r in &a.runs {
-        let (m, _profile, acc) =
-            run_accuracy(r).with_context(|| format!("--runs {}", r.display()))?;
-        let best = runs.entry(m).or_insert(acc);
-        *best = best.max(acc);
+    let groups = run_groups(&a.runs)?;
+    // A model's CIFAR-10 column: its recipe with the most seeds.
+    let mut runs: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    for g in &groups {
+        let n = g.accs.len();
+        let e = runs.entry(g.model.clone()).or_insert((n, g.mean_std().0));
+        if n > e.0 {
+            *e = (n, g.mean_std().0);
+        }
     }
     let lat = match &a.bench {
         Some(p) => bench_latency(p).context("--bench")?,
@@ -133,16 +269,22 @@ pub fn compare(a: CompareArgs) -> Result<()> {
                 .reported
                 .filter(|_| !e.cifar_native)
                 .map(|r| (r.top1, r.source.to_string())),
-            cifar_acc: runs.get(n).copied(),
+            cifar_acc: runs.get(n).map(|r| r.1),
             latency_ms: lat.get(n).copied(),
         });
     }
-    let report = build_report(&rows)?;
+    let report = build_report(&rows, &groups)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("--out {}: cannot create directory", a.out.display()))?;
     let table = comparison_table(&rows);
     write_file_atomic(&a.out.join("comparison.csv"), table.to_csv().as_bytes())?;
     write_file_atomic(&a.out.join("comparison.json"), table.to_json().as_bytes())?;
+    if !groups.is_empty() {
+        let t = runs_table(&groups);
+        write_file_atomic(&a.out.join("cifar10.csv"), t.to_csv().as_bytes())?;
+        write_file_atomic(&a.out.join("cifar10.json"), t.to_json().as_bytes())?;
+        write_file_atomic(&a.out.join("cifar10.md"), t.to_markdown().as_bytes())?;
+    }
     let files =
         write_report(&a.out, &report).with_context(|| format!("--out {}", a.out.display()))?;
     eprintln!("wrote {} files to {}:", files.len() + 2, a.out.display());
@@ -211,7 +353,7 @@ pub fn pareto_models(rows: &[(&str, f64, f64)]) -> Vec<String> {
         .collect()
 }
 
-fn build_report(rows: &[Row]) -> Result<Report> {
+fn build_report(rows: &[Row], groups: &[RunGroup]) -> Result<Report> {
     let mut rep = Report::new("effcnn: efficient CNN architectures compared");
     let table = comparison_table(rows);
     rep.section("Comparison table").text(
@@ -266,39 +408,65 @@ fn build_report(rows: &[Row]) -> Result<Report> {
         s.text(format!("Pareto-optimal by parameters: {}.", pp.join(", ")));
     }
 
-    let cifar: Vec<&Row> = rows.iter().filter(|r| r.cifar_acc.is_some()).collect();
-    if !cifar.is_empty() {
+    if !groups.is_empty() {
         let s = rep.section("CIFAR-10 accuracy from effcnn runs");
-        let pts: Vec<Point> = cifar
-            .iter()
-            .filter_map(|r| {
-                let g = resolve(
-                    &r.model,
-                    &Options {
-                        profile: Profile::Cifar,
-                        ..Options::default()
-                    },
-                )
-                .ok()?;
-                let c = cost::analyze(&g);
-                Some(Point::new(
-                    r.model.clone(),
-                    r.family.clone(),
-                    c.macs as f64 / 1e6,
-                    r.cifar_acc? * 100.0,
-                ))
-            })
-            .collect();
-        s.figure(Figure::new(
-            "cifar_accuracy_vs_macs",
-            "CIFAR-10 test accuracy of effcnn runs vs MACs at 32² (CIFAR profile)",
-            scatter(
-                "CIFAR-10 accuracy vs MACs (32²)",
-                "MACs (millions, log)",
-                "test accuracy (%)",
-                pts,
+        s.text(
+            "Trained by effcnn from scratch on CIFAR-10 (the run folders given with `--runs`); each row is \
+             one model with one recipe, its seeds averaged. Rerun one with `effcnn train` and the run's \
+             config.json to verify a number.",
+        );
+        s.table(runs_table(groups));
+        let pts = |x: &dyn Fn(&RunGroup) -> f64| -> Vec<Point> {
+            groups
+                .iter()
+                .map(|g| {
+                    Point::new(
+                        g.model.clone(),
+                        g.family.clone(),
+                        x(g),
+                        g.mean_std().0 * 100.0,
+                    )
+                })
+                .collect()
+        };
+        let frontier = groups.len() > 2;
+        for (id, what, x) in [
+            (
+                "cifar_accuracy_vs_macs",
+                "MACs",
+                &(|g: &RunGroup| g.macs as f64 / 1e6) as &dyn Fn(&RunGroup) -> f64,
             ),
-        ));
+            ("cifar_accuracy_vs_params", "parameters", &|g: &RunGroup| {
+                g.params as f64 / 1e6
+            }),
+        ] {
+            let mut p = scatter(
+                &format!("CIFAR-10 accuracy vs {what} (32²)"),
+                &format!("{what} (millions, log)"),
+                "test accuracy (%)",
+                pts(x),
+            );
+            p.frontier = frontier;
+            s.figure(Figure::new(
+                id,
+                format!("CIFAR-10 test accuracy (mean over seeds) of effcnn runs vs {what} as trained; the line is the Pareto frontier"),
+                p,
+            ));
+        }
+        if frontier {
+            let by = |x: &dyn Fn(&RunGroup) -> f64| -> Vec<String> {
+                let v: Vec<(&str, f64, f64)> = groups
+                    .iter()
+                    .map(|g| (g.model.as_str(), x(g), g.mean_std().0))
+                    .collect();
+                pareto_models(&v)
+            };
+            s.text(format!(
+                "Pareto-optimal on CIFAR-10 by MACs: {}; by parameters: {}.",
+                by(&|g| g.macs as f64).join(", "),
+                by(&|g| g.params as f64).join(", ")
+            ));
+        }
     }
 
     let timed: Vec<&Row> = rows.iter().filter(|r| r.latency_ms.is_some()).collect();

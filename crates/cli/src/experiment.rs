@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use effcnn_arch::{cost, resolve, Options};
-use effcnn_report::{write_report, Cell, Column, Figure, Point, Report, Table};
-use effcnn_train::files::{read_json, CONFIG_FILE, SUMMARY_FILE};
-use effcnn_train::{resume, train, ProfileName, ProgressMode, RunOptions, RunSummary, TrainConfig};
+use effcnn_report::{write_report, Cell, Column, Figure, LinePlot, Point, Report, Table};
+use effcnn_train::{
+    recipe, resume, train, ProfileName, ProgressMode, RunFolder, RunOptions, RunSummary,
+    TrainConfig,
+};
 
 use crate::bench::{measure, set_threads, Timing};
 use crate::common::out;
@@ -44,6 +46,9 @@ pub struct ExperimentArgs {
     pub models: Vec<String>,
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
+    /// Width multiplier for every model (default: each model's own, 1.0 for the zoo).
+    #[arg(long)]
+    pub width: Option<f64>,
     #[command(flatten)]
     pub sample: SampleArgs,
     /// CPU threads (default: all cores).
@@ -63,6 +68,7 @@ pub struct ExperimentArgs {
 
 struct Plan {
     models: Vec<String>,
+    width: Option<f64>,
     data: String,
     epochs: usize,
     seeds: usize,
@@ -88,6 +94,7 @@ fn plan(a: &ExperimentArgs) -> Plan {
         ),
     };
     Plan {
+        width: a.width,
         models: if a.models.is_empty() {
             models.iter().map(|s| s.to_string()).collect()
         } else {
@@ -120,36 +127,21 @@ enum Existing {
 
 /// The run in `dir`, if any; an error if it was trained with another recipe than `want`.
 fn existing_run(dir: &std::path::Path, want: &TrainConfig) -> Result<Existing> {
-    if !dir.join(CONFIG_FILE).is_file() {
+    if !RunFolder::is_run(dir) {
         return Ok(Existing::None);
     }
-    let have: TrainConfig = read_json(&dir.join(CONFIG_FILE))?;
-    // What a run adds to its config (the resolved data, the version), the thread count and
-    // the engine of the steps (results do not depend on them beyond float rounding) are not
-    // part of the recipe.
-    let recipe = |c: &TrainConfig| -> Result<serde_json::Value> {
-        let mut v = serde_json::to_value(c)?;
-        if let Some(o) = v.as_object_mut() {
-            for k in ["resolved", "effcnn_version", "threads", "train_engine"] {
-                o.remove(k);
-            }
-        }
-        Ok(v)
-    };
-    if recipe(&have)? != recipe(want)? {
+    let have = RunFolder::open(dir)?;
+    if have.recipe(&[])? != recipe(want, &[])? {
         bail!(
             "{} holds a run with another recipe than these flags (compare its config.json); \
              use another --out or drop --resume to retrain it",
             dir.display()
         );
     }
-    if dir.join(SUMMARY_FILE).is_file() {
-        let s: RunSummary = read_json(&dir.join(SUMMARY_FILE))?;
-        if s.finished {
-            return Ok(Existing::Finished(s));
-        }
-    }
-    Ok(Existing::Interrupted)
+    Ok(match have.finished() {
+        Some(s) => Existing::Finished(s.clone()),
+        None => Existing::Interrupted,
+    })
 }
 
 /// Mean and sample standard deviation.
@@ -180,6 +172,7 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
         c.epochs = p.epochs;
         c.seed = seed as u64;
         c.batch_size = a.batch_size;
+        c.width = a.width;
         a.sample.apply(&mut c);
         c.threads = Some(threads);
         c.device = device.to_string();
@@ -195,6 +188,7 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
     // Seed by seed, every model, so that an experiment stopped part-way (and resumed with
     // --resume) already holds comparable pairs.
     let mut runs: Vec<Vec<RunSummary>> = vec![Vec::new(); p.models.len()];
+    let mut curves: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for seed in 0..p.seeds {
         for (mi, m) in p.models.iter().enumerate() {
             let dir = a.out.join("runs").join(format!("{m}-s{seed}"));
@@ -219,6 +213,14 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
                 }
             }
             .with_context(|| format!("training {m} (seed {seed})"))?;
+            let metrics = RunFolder::open(&dir)?.metrics()?;
+            curves.push((
+                format!("{m} s{seed}"),
+                metrics
+                    .iter()
+                    .map(|e| (e.epoch as f64 + 1.0, e.test_acc * 100.0))
+                    .collect(),
+            ));
             runs[mi].push(s);
         }
     }
@@ -228,11 +230,15 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
         let wall: f64 = rs.iter().map(|s| s.wall_seconds).sum();
         let ips: Vec<f64> = rs.iter().map(|s| s.img_per_s).collect();
         let e = effcnn_arch::entry(m)?;
-        let g = resolve(m, &Options::cifar())?;
-        let c = cost::analyze(&g);
+        // Costs and latency of the model as trained (profile, width, resolution).
+        let opts = Options {
+            width: a.width,
+            ..Options::cifar()
+        };
+        let c = cost::analyze(&resolve(m, &opts)?);
         let lat = measure(
             m,
-            &Options::cifar(),
+            &opts,
             1,
             threads,
             device,
@@ -254,7 +260,7 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
             img_per_s: ips.iter().sum::<f64>() / ips.len() as f64,
         });
     }
-    let rep = report(&a, &p, &results, threads)?;
+    let rep = report(&a, &p, &results, &curves, threads)?;
     let files = write_report(&a.out, &rep).with_context(|| format!("--out {}", a.out.display()))?;
     eprintln!("wrote {} report files to {}", files.len(), a.out.display());
     out(&table(&results, &p).to_text())
@@ -263,8 +269,11 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
 fn table(rs: &[ModelResult], p: &Plan) -> Table {
     let mut t = Table::new(
         format!(
-            "{} epochs on {} (CIFAR profile, same recipe), {} seed(s) each",
-            p.epochs, p.data, p.seeds
+            "{} epochs on {} (CIFAR profile{}, same recipe), {} seed(s) each",
+            p.epochs,
+            p.data,
+            p.width.map_or(String::new(), |w| format!(", width {w}")),
+            p.seeds
         ),
         vec![
             Column::left("model"),
@@ -299,7 +308,13 @@ fn table(rs: &[ModelResult], p: &Plan) -> Table {
     t
 }
 
-fn report(a: &ExperimentArgs, p: &Plan, rs: &[ModelResult], threads: usize) -> Result<Report> {
+fn report(
+    a: &ExperimentArgs,
+    p: &Plan,
+    rs: &[ModelResult],
+    curves: &[(String, Vec<(f64, f64)>)],
+    threads: usize,
+) -> Result<Report> {
     let title = match a.which {
         Which::Dwsep => "Experiment: standard vs depthwise-separable CNN (Exercise 1.6)",
         Which::Se => "Experiment: ResNet with and without squeeze-and-excitation (Exercise 2.5)",
@@ -380,6 +395,13 @@ fn report(a: &ExperimentArgs, p: &Plan, rs: &[ModelResult], threads: usize) -> R
         "latency_vs_macs",
         "Batch-1 CPU latency vs MACs",
         lat,
+    ));
+    let mut lc = LinePlot::new("Test accuracy per epoch", "epoch", "test accuracy (%)");
+    lc.series = curves.to_vec();
+    s.figure(Figure::new(
+        "learning_curves",
+        "Test accuracy after each epoch, one line per run (model and seed)",
+        lc,
     ));
     rep.section("What it shows").text(analysis(a.which, rs));
     Ok(rep)

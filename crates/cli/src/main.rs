@@ -58,6 +58,9 @@ enum Cmd {
     Export(export_cmd::ExportArgs),
     /// Train a zoo model (CPU, or a GPU with --device cuda) into a run folder (config, metrics, checkpoints, summary).
     Train(train_cmds::TrainArgs),
+    /// Train again the run a run folder records (its config.json), e.g. a committed result,
+    /// and print the new accuracy next to the recorded one.
+    Rerun(train_cmds::RerunArgs),
     /// Accuracy, per-class accuracy and confusion matrix of a run folder or a weights file.
     Eval(train_cmds::EvalArgs),
     /// The curriculum's training experiments: dwsep (1.6), se (2.5, several seeds), zoo (4),
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         Cmd::Convert(a) => weights_cmds::convert(a),
         Cmd::Export(a) => export_cmd::export(a),
         Cmd::Train(a) => train_cmds::train(a),
+        Cmd::Rerun(a) => train_cmds::rerun(a),
         Cmd::Eval(a) => train_cmds::eval(a),
         Cmd::SeAttention(a) => se_attention::se_attention(a),
         Cmd::Experiment(a) => experiment::experiment(a),

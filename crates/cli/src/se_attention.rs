@@ -105,51 +105,17 @@ struct RunConfig {
 }
 
 fn read_run_config(dir: &Path) -> Result<RunConfig> {
-    let path = dir.join("config.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let v: Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let model = v["model"]
-        .as_str()
-        .with_context(|| format!("{}: no \"model\"", path.display()))?
-        .to_string();
-    let profile = match v["profile"].as_str() {
-        None => None,
-        Some("cifar") => Some(Profile::Cifar),
-        Some("imagenet") => Some(Profile::Imagenet),
-        Some(other) => bail!("{}: unknown profile {other:?}", path.display()),
-    };
-    let resolved = &v["resolved"];
-    let classes = resolved["classes"]
-        .as_array()
-        .map(Vec::len)
-        .or_else(|| v["classes"].as_u64().map(|c| c as usize));
-    let triple = |x: &Value| -> Option<[f32; 3]> {
-        let a = x.as_array()?;
-        if a.len() != 3 {
-            return None;
-        }
-        Some([
-            a[0].as_f64()? as f32,
-            a[1].as_f64()? as f32,
-            a[2].as_f64()? as f32,
-        ])
-    };
-    let n = &resolved["normalization"];
-    let normalization = match (triple(&n["mean"]), triple(&n["std"])) {
-        (Some(mean), Some(std)) => Some(Normalization { mean, std }).filter(|n| n.is_valid()),
-        _ => None,
-    };
+    let c = effcnn_train::RunFolder::open(dir)?.config;
+    let resolved = c.resolved.as_ref();
     Ok(RunConfig {
-        model,
-        width: v["width"].as_f64(),
-        profile,
-        classes,
-        data: v["data"].as_str().map(str::to_string),
-        image_size: v["image_size"].as_u64().map(|s| s as u32),
-        seed: v["seed"].as_u64().unwrap_or(0),
-        normalization,
+        width: c.width,
+        profile: Some(c.profile.into()),
+        classes: resolved.map(|r| r.classes.len()).or(c.classes),
+        data: Some(c.data.clone()),
+        image_size: c.image_size,
+        seed: c.seed,
+        normalization: resolved.map(|r| r.normalization).filter(|n| n.is_valid()),
+        model: c.model,
     })
 }
 

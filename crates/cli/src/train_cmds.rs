@@ -360,6 +360,74 @@ pub fn train(args: TrainArgs) -> Result<()> {
     print_summary(&summary, &args.out)
 }
 
+/// `effcnn rerun`: train again the run a run folder (or its `config.json`) describes.
+#[derive(Debug, Clone, Args)]
+pub struct RerunArgs {
+    /// A run folder, e.g. results/cifar10/se/resnet20-s0, or its config.json.
+    pub run: PathBuf,
+    /// The dataset, when it lives elsewhere on this machine than the recorded path.
+    #[arg(long)]
+    pub data: Option<String>,
+    #[command(flatten)]
+    pub device: crate::common::DeviceArgs,
+    /// New run folder (must not hold a run unless --overwrite).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace a run already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Progress display on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+}
+
+/// Runs `effcnn rerun`: the recorded recipe (model, data, seed, optimizer, …) trained into a new
+/// folder, then the new final accuracy next to the recorded one.
+pub fn rerun(args: RerunArgs) -> Result<()> {
+    let dir = if args.run.is_file() {
+        args.run
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf()
+    } else {
+        args.run.clone()
+    };
+    let recorded = effcnn_train::RunFolder::open(&dir).context("rerun")?;
+    if recorded.dir == args.out {
+        bail!("--out is the recorded run's own folder; give a new one");
+    }
+    let mut config = recorded.config.clone();
+    config.resolved = None;
+    config.effcnn_version = effcnn_train::EFFCNN_VERSION.to_string();
+    if let Some(d) = &args.data {
+        config.data = d.clone();
+    }
+    if let Some(d) = args.device.device {
+        config.device = d.to_string();
+    }
+    config.validate().context("the recorded configuration")?;
+    // A device this build or machine cannot use fails before anything is written.
+    config.compute_device()?.open()?;
+    let opts = RunOptions {
+        progress: args.progress.into(),
+        max_epochs_this_session: None,
+        overwrite: args.overwrite,
+    };
+    let s = effcnn_train::train(config, &args.out, &opts)
+        .with_context(|| format!("rerunning {} into {}", dir.display(), args.out.display()))?;
+    print_summary(&s, &args.out)?;
+    if let Some(r) = &recorded.summary {
+        crate::common::out(&format!(
+            "recorded final test accuracy {:.2}% ({}), this run {:.2}% ({:+.2} points)",
+            r.final_test_accuracy * 100.0,
+            r.device,
+            s.final_test_accuracy * 100.0,
+            (s.final_test_accuracy - r.final_test_accuracy) * 100.0
+        ))?;
+    }
+    Ok(())
+}
+
 /// Output format of `effcnn eval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum EvalFormat {

@@ -400,18 +400,25 @@ fn a_run_folder_supplies_model_data_and_normalization() {
     std::fs::create_dir_all(&dir).unwrap();
     let (model, b) = planted_model();
     effcnn_nn::save_safetensors(&model, dir.join("last.safetensors"), None).unwrap();
-    let config = serde_json::json!({
-        "model": "se_resnet20",
-        "width": null,
-        "profile": "cifar",
-        "data": DATA,
-        "image_size": null,
-        "seed": 0,
-        "resolved": {
-            "classes": ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"],
-            "normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+    // The config.json a training run writes: the recipe and the data it resolved to.
+    let mut config = effcnn_train::TrainConfig::recommended(
+        "se_resnet20",
+        effcnn_train::ProfileName::Cifar,
+        DATA,
+    );
+    config.resolved = Some(effcnn_train::ResolvedData {
+        source: DATA.to_string(),
+        classes: ('a'..='j').map(String::from).collect(),
+        normalization: effcnn_data::Normalization {
+            mean: [0.5; 3],
+            std: [0.25; 3],
         },
+        image_size: (32, 32),
+        train_images: 10,
+        val_images: 0,
+        test_images: 10,
     });
+    let config = serde_json::to_string(&config).unwrap();
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let out = dir.join("report");
     ok(&[

@@ -19,6 +19,16 @@ pub enum ProfileName {
     Imagenet,
 }
 
+impl ProfileName {
+    /// The name written in `config.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProfileName::Cifar => "cifar",
+            ProfileName::Imagenet => "imagenet",
+        }
+    }
+}
+
 impl From<ProfileName> for effcnn_arch::Profile {
     fn from(p: ProfileName) -> Self {
         match p {

@@ -51,6 +51,7 @@ pub mod eval;
 pub mod files;
 pub mod params;
 mod progress;
+pub mod run_folder;
 pub mod schedule;
 pub mod trainer;
 
@@ -61,4 +62,5 @@ pub use config::{
 pub use error::{Result, TrainError};
 pub use eval::{eval, evaluate_model, EvalOptions, EvalReport, Evaluation, RunWeights};
 pub use progress::ProgressMode;
+pub use run_folder::{recipe, RunFolder};
 pub use trainer::{cross_entropy, resume, train, EpochMetrics, RunOptions, RunSummary};
