@@ -419,7 +419,7 @@ fn a_run_folder_supplies_model_data_and_normalization() {
         test_images: 10,
     });
     let config = serde_json::to_string(&config).unwrap();
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(dir.join("config.json"), &config).unwrap();
     let out = dir.join("report");
     ok(&[
         "se-attention",
