@@ -48,7 +48,8 @@ pub struct RunGroup {
     pub model: String,
     pub family: String,
     pub profile: String,
-    pub width: Option<f64>,
+    /// Width multiplier as trained (`--width`, or a fixed-width entry's own).
+    pub width: f64,
     pub epochs: usize,
     pub batch_size: usize,
     pub data: String,
@@ -89,13 +90,22 @@ pub fn run_groups(roots: &[PathBuf]) -> Result<Vec<RunGroup>> {
                         .with_context(|| format!("{}", f.dir.display()))?
                         .family
                         .to_string();
+                    // The width as trained: the multiplier, or a fixed-width entry's own.
+                    let classes = c.resolved.as_ref().map_or(10, |r| r.classes.len());
+                    let width = resolve(
+                        &c.model,
+                        &c.arch_options(c.image_size.map(|s| s as usize), classes),
+                    )
+                    .with_context(|| format!("{}", f.dir.display()))?
+                    .meta
+                    .width;
                     groups.push((
                         key,
                         RunGroup {
                             model: c.model.clone(),
                             family,
                             profile: c.profile.name().to_string(),
-                            width: c.width,
+                            width,
                             epochs: c.epochs,
                             batch_size: c.batch_size,
                             data: c.data.clone(),
@@ -159,7 +169,7 @@ pub fn runs_table(groups: &[RunGroup]) -> Table {
         let _ = t.push_row(vec![
             Cell::text(&g.model),
             Cell::text(&g.family),
-            Cell::float(g.width.unwrap_or(1.0), 2),
+            Cell::float(g.width, 2),
             Cell::count(g.params),
             Cell::mega(g.macs as f64),
             Cell::int(g.epochs as i64),
@@ -238,6 +248,11 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     // A model's CIFAR-10 column: its recipe with the most seeds.
     let mut runs: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     for g in &groups {
+        // Only runs of the model at its own width: the table's costs are of that model.
+        let own = resolve(&g.model, &Options::default())?.meta.width;
+        if (own - g.width).abs() > 1e-9 {
+            continue;
+        }
         let n = g.accs.len();
         let e = runs.entry(g.model.clone()).or_insert((n, g.mean_std().0));
         if n > e.0 {
@@ -331,7 +346,7 @@ pub fn comparison_table(rows: &[Row]) -> Table {
         ]);
     }
     t.push_note(cost::CONVENTION);
-    t.push_note("ImageNet top-1: published numbers (torchvision weights or the paper), not measured by effcnn; CIFAR-10 accuracy: effcnn training runs given with --runs (CIFAR profile, 32²)");
+    t.push_note("ImageNet top-1: published numbers (torchvision weights or the paper), not measured by effcnn; CIFAR-10 accuracy: mean over seeds of the effcnn training runs given with --runs (CIFAR profile, 32²) of the model at this width; runs at other widths are in the CIFAR-10 table");
     t
 }
 

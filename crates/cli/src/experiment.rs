@@ -144,6 +144,24 @@ fn existing_run(dir: &std::path::Path, want: &TrainConfig) -> Result<Existing> {
     })
 }
 
+/// The `width` a run of `model` records for the experiment's `--width`: the multiplier itself,
+/// or none for an entry whose width is fixed and equal to it (e.g. `shufflenet_v2_x0_5` in a 0.5×
+/// zoo); an entry of another fixed width is an error naming it.
+fn width_for(model: &str, width: Option<f64>) -> Result<Option<f64>> {
+    let Some(w) = width else { return Ok(None) };
+    if effcnn_arch::entry(model)?.has_width {
+        return Ok(Some(w));
+    }
+    let fixed = resolve(model, &Options::cifar())?.meta.width;
+    if (fixed - w).abs() > 1e-9 {
+        bail!(
+            "--width {w}: {model} has a fixed width ({fixed}); list its sibling at {w} in --models \
+             (`effcnn list`)"
+        );
+    }
+    Ok(None)
+}
+
 /// Mean and sample standard deviation.
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
@@ -172,7 +190,7 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
         c.epochs = p.epochs;
         c.seed = seed as u64;
         c.batch_size = a.batch_size;
-        c.width = a.width;
+        c.width = width_for(m, a.width)?;
         a.sample.apply(&mut c);
         c.threads = Some(threads);
         c.device = device.to_string();
@@ -232,7 +250,7 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
         let e = effcnn_arch::entry(m)?;
         // Costs and latency of the model as trained (profile, width, resolution).
         let opts = Options {
-            width: a.width,
+            width: width_for(m, a.width)?,
             ..Options::cifar()
         };
         let c = cost::analyze(&resolve(m, &opts)?);

@@ -80,12 +80,14 @@ fn every_committed_run_is_finished_and_consistent() {
 fn the_runs_of_each_experiment_share_one_recipe() {
     // What may differ between the runs of one experiment: the model and the seed; the keys a
     // run adds (resolved data, version) and those that do not change its result beyond float
-    // rounding (threads, engine of the steps).
+    // rounding (threads, engine of the steps). The width is compared as trained below (a
+    // fixed-width entry such as shufflenet_v2_x0_5 records none).
     let recipe = |run: &Path| -> Value {
         let mut v = read(&run.join("config.json"));
         for k in [
             "model",
             "seed",
+            "width",
             "resolved",
             "effcnn_version",
             "threads",
@@ -99,7 +101,31 @@ fn the_runs_of_each_experiment_share_one_recipe() {
     for (exp, run) in runs() {
         by_exp.entry(exp).or_default().push(run);
     }
+    let out = tmp("results-widths");
+    ok(&["compare", "--runs", s(&results()), "--out", s(&out)]);
+    let table = read(&out.join("cifar10.json"));
+    let width_of = |model: &str| -> f64 {
+        let rows = table.as_array().unwrap();
+        let row = rows.iter().find(|r| r["model"] == model).unwrap();
+        row["width"].as_f64().unwrap()
+    };
     for (exp, runs) in by_exp {
+        let models: Vec<String> = runs
+            .iter()
+            .map(|r| {
+                read(&r.join("config.json"))["model"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        for m in &models {
+            assert_eq!(
+                width_of(m),
+                width_of(&models[0]),
+                "{exp}: {m} has another width"
+            );
+        }
         let first = recipe(&runs[0]);
         for r in &runs[1..] {
             assert_eq!(
@@ -111,6 +137,7 @@ fn the_runs_of_each_experiment_share_one_recipe() {
             );
         }
     }
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]

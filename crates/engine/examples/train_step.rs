@@ -1,5 +1,6 @@
 //! Time the compiled training step of a zoo model on random weights (CIFAR profile, 32²):
-//! `cargo run -p effcnn-engine --example train_step -- resnet20 128 10` (model, batch, steps).
+//! `cargo run -p effcnn-engine --example train_step -- resnet20 128 10 [WIDTH]` (model, batch,
+//! steps, width multiplier).
 //! Prints img/s and the per-phase split; `perf record` on it profiles the kernels alone.
 
 use std::time::Instant;
@@ -13,7 +14,12 @@ fn main() {
     let name = args.get(1).map_or("resnet20", String::as_str);
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(128);
     let steps: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
-    let g = resolve(name, &Options::cifar()).expect("a zoo model");
+    let width: Option<f64> = args.get(4).and_then(|s| s.parse().ok());
+    let opts = Options {
+        width,
+        ..Options::cifar()
+    };
+    let g = resolve(name, &opts).expect("a zoo model");
     let mut w = WeightMap::new();
     let mut seed = 1u64;
     for (_, node) in g.param_nodes() {
