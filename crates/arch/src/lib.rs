@@ -10,6 +10,7 @@ pub mod calc;
 pub mod cost;
 pub mod diagram;
 pub mod error;
+pub mod files;
 pub mod graph;
 pub mod liveness;
 pub mod zoo;

@@ -10,8 +10,7 @@
 //! back on save.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::RunningState;
 use burn::tensor::Tensor;
@@ -645,35 +644,10 @@ pub fn write_safetensors(
     write_atomic(path, &blob)
 }
 
-/// Write `bytes` to `path` through a temporary file in the same folder and a rename, so a crash
-/// never leaves a half-written file under the final name.
+/// Write `bytes` to `path` atomically ([`effcnn_arch::files::write_atomic`]), so a crash never
+/// leaves a half-written file under the final name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NnError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| NnError::BadInput(format!("{}: not a file path", path.display())))?;
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    // Unique per process and call, so concurrent writers never share a temporary file.
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(NnError::io(path, e));
-    }
-    Ok(())
+    effcnn_arch::files::write_atomic(path, bytes).map_err(|e| NnError::io(path, e))
 }
 
 /// Save `model`'s weights as `.safetensors` under `layout`'s keys (default: effcnn's canonical

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -213,7 +212,7 @@ pub fn render_report(report: &Report) -> Result<Vec<OutputFile>, ReportError> {
 /// Returns the paths written, in the order of [`render_report`].
 ///
 /// `dir` is created when missing, but not its parents. Everything is rendered
-/// before the first file is written, and every file is written to `NAME.tmp`
+/// before the first file is written, and every file is written to a temporary `.NAME….tmp`
 /// and then renamed, so a failure leaves no partial or temporary files.
 /// Existing files of the same names are replaced.
 pub fn write_report(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, ReportError> {
@@ -237,31 +236,10 @@ pub fn write_report(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, ReportE
     Ok(written)
 }
 
-/// Writes `bytes` to `path` atomically: to `path` + `.tmp` in the same
-/// directory, flushed to disk, then renamed over `path`. On failure the
-/// temporary file is removed and the error names `path`.
+/// Writes `bytes` to `path` atomically ([`effcnn_arch::files::write_atomic`]: a temporary file
+/// in the same directory, flushed, renamed over `path`); the error names `path`.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let Some(file_name) = path.file_name() else {
-        return Err(ReportError::Invalid(format!(
-            "{} is not a file path",
-            path.display()
-        )));
-    };
-    let mut tmp_name = file_name.to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        // The temporary file may not exist (creation failed); nothing to report then.
-        let _ = fs::remove_file(&tmp);
-        ReportError::io(path, e)
-    })
+    effcnn_arch::files::write_atomic(path, bytes).map_err(|e| ReportError::io(path, e))
 }
 
 fn figures(report: &Report) -> impl Iterator<Item = &Figure> {
