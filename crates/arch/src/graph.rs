@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ArchError;
 
@@ -369,7 +369,7 @@ pub struct ModelMeta {
 }
 
 /// ImageNet-style (224², strided stem) or CIFAR-style (32², 3×3 stride-1 stem, fewer early strides).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     Imagenet,

@@ -18,10 +18,13 @@ pub enum Format {
     Md,
 }
 
+/// Architecture profile (`--profile`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum ProfileArg {
+    /// Strided stem, 224² (the ImageNet variants).
     #[default]
     Imagenet,
+    /// 32² inputs, 3×3 stride-1 stem, fewer early strides (the CIFAR variants).
     Cifar,
 }
 

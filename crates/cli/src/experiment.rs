@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use effcnn_arch::{cost, resolve, Options};
 use effcnn_report::{write_report, Cell, Column, Figure, LinePlot, Point, Report, Table};
 use effcnn_train::{
-    recipe, resume, train, ProfileName, ProgressMode, RunFolder, RunOptions, RunSummary,
+    recipe, resume, train, Profile, ProgressMode, RunFolder, RunOptions, RunSummary,
     TrainConfig,
 };
 
@@ -186,7 +186,7 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
     }
     let threads = set_threads(a.threads)?;
     let config = |m: &str, seed: usize| -> Result<TrainConfig> {
-        let mut c = TrainConfig::recommended(m, ProfileName::Cifar, &p.data);
+        let mut c = TrainConfig::recommended(m, Profile::Cifar, &p.data);
         c.epochs = p.epochs;
         c.seed = seed as u64;
         c.batch_size = a.batch_size;

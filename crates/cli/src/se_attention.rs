@@ -109,7 +109,7 @@ fn read_run_config(dir: &Path) -> Result<RunConfig> {
     let resolved = c.resolved.as_ref();
     Ok(RunConfig {
         width: c.width,
-        profile: Some(c.profile.into()),
+        profile: Some(c.profile),
         classes: resolved.map(|r| r.classes.len()).or(c.classes),
         data: Some(c.data.clone()),
         image_size: c.image_size,

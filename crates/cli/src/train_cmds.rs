@@ -5,28 +5,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use effcnn_report::{Cell, Column, Table};
+use crate::common::ProfileArg;
 use effcnn_train::{
-    EvalOptions, EvalReport, OptimizerConfig, ProfileName, ProgressMode, RunOptions, RunSummary,
+    EvalOptions, EvalReport, OptimizerConfig, ProgressMode, RunOptions, RunSummary,
     RunWeights, ScheduleKind, TrainConfig, TrainEngine, TRAIN_ENGINE_ENV,
 };
-
-/// Architecture profile of a trained model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TrainProfile {
-    /// 32² inputs, 3×3 stride-1 stem (the CIFAR variants).
-    Cifar,
-    /// Strided stem (the ImageNet variants).
-    Imagenet,
-}
-
-impl From<TrainProfile> for ProfileName {
-    fn from(p: TrainProfile) -> Self {
-        match p {
-            TrainProfile::Cifar => ProfileName::Cifar,
-            TrainProfile::Imagenet => ProfileName::Imagenet,
-        }
-    }
-}
 
 /// Optimizer choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,8 +104,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub width: Option<f64>,
     /// Architecture profile.
-    #[arg(long, value_enum, default_value_t = TrainProfile::Cifar)]
-    pub profile: TrainProfile,
+    #[arg(long, value_enum, default_value_t = ProfileArg::Cifar)]
+    pub profile: ProfileArg,
     /// Dataset: `synthetic[:N[:M]]`, a CIFAR-10 binary folder or .tar.gz, or an image folder
     /// (train/ and test/ class folders) or its .tar.gz.
     #[arg(long)]
@@ -457,7 +440,7 @@ pub struct EvalArgs {
     pub width: Option<f64>,
     /// For a weights file outside a run folder: profile.
     #[arg(long, value_enum)]
-    pub profile: Option<TrainProfile>,
+    pub profile: Option<ProfileArg>,
     /// Resize every image to this side length [default: the run's].
     #[arg(long)]
     pub image_size: Option<u32>,

@@ -403,7 +403,7 @@ fn a_run_folder_supplies_model_data_and_normalization() {
     // The config.json a training run writes: the recipe and the data it resolved to.
     let mut config = effcnn_train::TrainConfig::recommended(
         "se_resnet20",
-        effcnn_train::ProfileName::Cifar,
+        effcnn_train::Profile::Cifar,
         DATA,
     );
     config.resolved = Some(effcnn_train::ResolvedData {

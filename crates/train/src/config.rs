@@ -8,35 +8,7 @@ use crate::error::{Result, TrainError};
 /// The effcnn version that wrote a run.
 pub const EFFCNN_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The architecture profile (see `effcnn_arch::Profile`), as written in `config.json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProfileName {
-    /// 32² inputs, 3×3 stride-1 stem, fewer early strides.
-    #[default]
-    Cifar,
-    /// 224² inputs, strided stem.
-    Imagenet,
-}
-
-impl ProfileName {
-    /// The name written in `config.json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProfileName::Cifar => "cifar",
-            ProfileName::Imagenet => "imagenet",
-        }
-    }
-}
-
-impl From<ProfileName> for effcnn_arch::Profile {
-    fn from(p: ProfileName) -> Self {
-        match p {
-            ProfileName::Cifar => effcnn_arch::Profile::Cifar,
-            ProfileName::Imagenet => effcnn_arch::Profile::Imagenet,
-        }
-    }
-}
+pub use effcnn_arch::Profile;
 
 /// The environment variable that picks the training step's implementation for runs whose
 /// configuration does not ([`TrainConfig::train_engine`] unset): `plan` or `burn`.
@@ -222,7 +194,7 @@ pub struct TrainConfig {
     /// Width multiplier (`None`: the model's default).
     pub width: Option<f64>,
     /// Architecture profile.
-    pub profile: ProfileName,
+    pub profile: Profile,
     /// Number of classes (`None`: the dataset's).
     pub classes: Option<usize>,
     /// Dropout before the classifier for models that support it (`None`: the model's default).
@@ -289,12 +261,12 @@ impl TrainConfig {
     ///
     /// ImageNet profile: the same with label smoothing 0.1 and weight decay 4·10⁻⁵ for the
     /// depthwise-heavy nets (the MobileNet papers' value) or 10⁻⁴ otherwise.
-    pub fn recommended(model: &str, profile: ProfileName, data: &str) -> TrainConfig {
+    pub fn recommended(model: &str, profile: Profile, data: &str) -> TrainConfig {
         let dw = depthwise_heavy(model);
         let (weight_decay, label_smoothing) = match (profile, dw) {
-            (ProfileName::Cifar, _) => (5e-4, 0.0),
-            (ProfileName::Imagenet, true) => (4e-5, 0.1),
-            (ProfileName::Imagenet, false) => (1e-4, 0.1),
+            (Profile::Cifar, _) => (5e-4, 0.0),
+            (Profile::Imagenet, true) => (4e-5, 0.1),
+            (Profile::Imagenet, false) => (1e-4, 0.1),
         };
         TrainConfig {
             model: model.to_string(),
@@ -339,7 +311,7 @@ impl TrainConfig {
             depth: None,
             resolution: image_size,
             classes: Some(classes),
-            profile: self.profile.into(),
+            profile: self.profile,
             dropout: self.dropout,
         }
     }
@@ -422,12 +394,12 @@ mod tests {
 
     #[test]
     fn recommended_recipes_and_validation() {
-        let c = TrainConfig::recommended("plain_cnn", ProfileName::Cifar, "synthetic");
+        let c = TrainConfig::recommended("plain_cnn", Profile::Cifar, "synthetic");
         assert_eq!(c.optimizer.lr(), 0.1);
         assert!(c.validate().is_ok());
-        let d = TrainConfig::recommended("dwsep_cnn", ProfileName::Cifar, "synthetic");
+        let d = TrainConfig::recommended("dwsep_cnn", Profile::Cifar, "synthetic");
         assert_eq!(d.optimizer.lr(), 0.05);
-        let i = TrainConfig::recommended("mobilenet_v2", ProfileName::Imagenet, "x");
+        let i = TrainConfig::recommended("mobilenet_v2", Profile::Imagenet, "x");
         assert_eq!((i.optimizer.weight_decay(), i.label_smoothing), (4e-5, 0.1));
         let json = serde_json::to_string(&c).unwrap();
         let back: TrainConfig = serde_json::from_str(&json).unwrap();
@@ -444,7 +416,7 @@ mod tests {
 
     #[test]
     fn train_engine_is_optional_in_config_json() {
-        let mut c = TrainConfig::recommended("plain_cnn", ProfileName::Cifar, "synthetic");
+        let mut c = TrainConfig::recommended("plain_cnn", Profile::Cifar, "synthetic");
         // Unset: not written, so the file reads as before the setting existed.
         let json = serde_json::to_string(&c).unwrap();
         assert!(!json.contains("train_engine"), "{json}");

@@ -8,7 +8,7 @@ use effcnn_nn::engine::{Engine, Inference, PlanOptions};
 use effcnn_nn::{EffNet, InitConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ProfileName, TrainConfig};
+use crate::config::{Profile, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::files::{read_json, BEST_WEIGHTS, CONFIG_FILE, LAST_WEIGHTS};
 
@@ -128,7 +128,7 @@ pub struct EvalOptions {
     /// For a bare weights file: width multiplier.
     pub width: Option<f64>,
     /// For a bare weights file: profile (default CIFAR).
-    pub profile: Option<ProfileName>,
+    pub profile: Option<Profile>,
     /// Resize images to this side (default: the run's, or the native size).
     pub image_size: Option<u32>,
     /// Evaluation batch size (default 256).
@@ -234,7 +234,7 @@ pub fn eval(source: &Path, opts: &EvalOptions) -> Result<EvalReport> {
                 depth: None,
                 resolution: Some(h),
                 classes: Some(classes),
-                profile: opts.profile.unwrap_or_default().into(),
+                profile: opts.profile.unwrap_or(Profile::Cifar),
                 dropout: None,
             };
             let graph = effcnn_arch::resolve(&model, &o)?;

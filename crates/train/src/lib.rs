@@ -15,8 +15,8 @@
 //! | `summary.json`     | [`RunSummary`]: best/final test accuracy (fractions), params, MACs, wall time, device, data |
 //!
 //! ```no_run
-//! use effcnn_train::{train, ProfileName, RunOptions, TrainConfig};
-//! let mut config = TrainConfig::recommended("dwsep_cnn", ProfileName::Cifar, "synthetic");
+//! use effcnn_train::{train, Profile, RunOptions, TrainConfig};
+//! let mut config = TrainConfig::recommended("dwsep_cnn", Profile::Cifar, "synthetic");
 //! config.epochs = 5;
 //! let summary = train(config, "runs/dwsep".as_ref(), &RunOptions::default())?;
 //! println!("test accuracy {:.2}%", summary.final_test_accuracy * 100.0);
@@ -56,7 +56,7 @@ pub mod schedule;
 pub mod trainer;
 
 pub use config::{
-    OptimizerConfig, ProfileName, ResolvedData, ScheduleConfig, ScheduleKind, TrainConfig,
+    OptimizerConfig, Profile, ResolvedData, ScheduleConfig, ScheduleKind, TrainConfig,
     TrainEngine, EFFCNN_VERSION, TRAIN_ENGINE_ENV,
 };
 pub use error::{Result, TrainError};

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use effcnn_train::{
-    files, resume, train, EpochMetrics, OptimizerConfig, ProfileName, ProgressMode, RunOptions,
+    files, resume, train, EpochMetrics, OptimizerConfig, Profile, ProgressMode, RunOptions,
     ScheduleKind, TrainConfig,
 };
 
@@ -92,7 +92,7 @@ fn check(config: TrainConfig, tag: &str) {
 #[test]
 fn resume_equals_uninterrupted_run() {
     // SGD + Nesterov + dropout (reseeded per step) + no-decay group + cosine warm-up.
-    let mut sgd = TrainConfig::recommended("dwsep_cnn", ProfileName::Cifar, "synthetic:192:64");
+    let mut sgd = TrainConfig::recommended("dwsep_cnn", Profile::Cifar, "synthetic:192:64");
     sgd.width = Some(0.5);
     sgd.epochs = 3;
     sgd.batch_size = 32;

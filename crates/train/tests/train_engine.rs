@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use effcnn_nn::engine::PlanOptions;
 use effcnn_nn::train_step::TrainPlan;
 use effcnn_train::{
-    files, train, EpochMetrics, ProfileName, ProgressMode, RunOptions, RunSummary, TrainConfig,
+    files, train, EpochMetrics, Profile, ProgressMode, RunOptions, RunSummary, TrainConfig,
     TrainEngine,
 };
 
@@ -31,7 +31,7 @@ fn quiet() -> RunOptions {
 
 /// 2 epochs of 3 steps, the last batch smaller (40 = 16 + 16 + 8), no dropout.
 fn tiny(engine: Option<TrainEngine>) -> TrainConfig {
-    let mut c = TrainConfig::recommended("dwsep_cnn", ProfileName::Cifar, "synthetic:40:16");
+    let mut c = TrainConfig::recommended("dwsep_cnn", Profile::Cifar, "synthetic:40:16");
     c.width = Some(0.5);
     c.epochs = 2;
     c.batch_size = 16;

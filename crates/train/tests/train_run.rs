@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use effcnn_train::{
-    eval, files, train, EpochMetrics, EvalOptions, ProfileName, ProgressMode, RunOptions,
+    eval, files, train, EpochMetrics, EvalOptions, Profile, ProgressMode, RunOptions,
     RunSummary, TrainConfig, TrainError,
 };
 
@@ -21,7 +21,7 @@ fn quiet() -> RunOptions {
 }
 
 fn tiny_config() -> TrainConfig {
-    let mut c = TrainConfig::recommended("dwsep_cnn", ProfileName::Cifar, "synthetic:1000:200");
+    let mut c = TrainConfig::recommended("dwsep_cnn", Profile::Cifar, "synthetic:1000:200");
     c.epochs = 2;
     c.batch_size = 32;
     c.optimizer.set_lr(0.1);
