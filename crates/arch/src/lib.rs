@@ -13,8 +13,10 @@ pub mod error;
 pub mod files;
 pub mod graph;
 pub mod liveness;
+pub mod norm;
 pub mod zoo;
 
 pub use error::ArchError;
 pub use graph::{Act, Conv, Graph, Layout, ModelMeta, Node, NodeId, Op, Pad, Profile, Shape};
+pub use norm::Normalization;
 pub use zoo::{entries, entry, resolve, Options};

@@ -8,8 +8,7 @@ use clap::{Args, ValueEnum};
 use effcnn_arch::{cost, resolve, Options};
 use effcnn_report::{write_report, Cell, Column, Figure, LinePlot, Point, Report, Table};
 use effcnn_train::{
-    recipe, resume, train, Profile, ProgressMode, RunFolder, RunOptions, RunSummary,
-    TrainConfig,
+    recipe, resume, train, Profile, ProgressMode, RunFolder, RunOptions, RunSummary, TrainConfig,
 };
 
 use crate::bench::{measure, set_threads, Timing};

@@ -562,11 +562,11 @@ fn setup(a: &SeAttentionArgs, weights: &Weights) -> Result<Setup> {
     let (norm, norm_source) = match run.and_then(|r| r.normalization) {
         Some(n) => (n, "the run's config.json"),
         None if !splits.train.is_empty() => (
-            Normalization::from_dataset(&splits.train),
+            splits.train.normalization(),
             "the dataset's training-split statistics",
         ),
         None => (
-            Normalization::from_dataset(&splits.test),
+            splits.test.normalization(),
             "the dataset's test-split statistics",
         ),
     };

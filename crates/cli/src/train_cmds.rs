@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
+use crate::common::ProfileArg;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use effcnn_report::{Cell, Column, Table};
-use crate::common::ProfileArg;
 use effcnn_train::{
-    EvalOptions, EvalReport, OptimizerConfig, ProgressMode, RunOptions, RunSummary,
-    RunWeights, ScheduleKind, TrainConfig, TrainEngine, TRAIN_ENGINE_ENV,
+    EvalOptions, EvalReport, OptimizerConfig, ProgressMode, RunOptions, RunSummary, RunWeights,
+    ScheduleKind, TrainConfig, TrainEngine, TRAIN_ENGINE_ENV,
 };
 
 /// Optimizer choice.

@@ -128,7 +128,7 @@ fn captured_gates_equal_a_hand_computation_from_the_block_input() {
     let j = gates_json(&out);
     // The normalization must be the training split's statistics.
     let splits = effcnn_data::load(DATA, &LoadOptions::default()).unwrap();
-    let norm = Normalization::from_dataset(&splits.train);
+    let norm = splits.train.normalization();
     let f = |v: &Value| -> [f32; 3] {
         let a: Vec<f32> = v
             .as_array()
@@ -401,11 +401,8 @@ fn a_run_folder_supplies_model_data_and_normalization() {
     let (model, b) = planted_model();
     effcnn_nn::save_safetensors(&model, dir.join("last.safetensors"), None).unwrap();
     // The config.json a training run writes: the recipe and the data it resolved to.
-    let mut config = effcnn_train::TrainConfig::recommended(
-        "se_resnet20",
-        effcnn_train::Profile::Cifar,
-        DATA,
-    );
+    let mut config =
+        effcnn_train::TrainConfig::recommended("se_resnet20", effcnn_train::Profile::Cifar, DATA);
     config.resolved = Some(effcnn_train::ResolvedData {
         source: DATA.to_string(),
         classes: ('a'..='j').map(String::from).collect(),

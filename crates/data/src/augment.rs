@@ -4,50 +4,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
 
-/// Per-channel affine normalization applied when a batch is built:
-/// `x = (pixel / 255 − mean[c]) / std[c]`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Normalization {
-    /// Channel means (R, G, B) in `[0, 1]` units.
-    pub mean: [f32; 3],
-    /// Channel standard deviations (R, G, B) in `[0, 1]` units; must be positive.
-    pub std: [f32; 3],
-}
+pub use effcnn_arch::norm::Normalization;
 
-impl Normalization {
-    /// No normalization: pixels are only scaled to `[0, 1]`.
-    pub const IDENTITY: Normalization = Normalization {
-        mean: [0.0; 3],
-        std: [1.0; 3],
-    };
-
-    /// Statistics of the CIFAR-10 training set.
-    pub const CIFAR10: Normalization = Normalization {
-        mean: [0.4914, 0.4822, 0.4465],
-        std: [0.2470, 0.2435, 0.2616],
-    };
-
-    /// Mean and standard deviation of `dataset` ([`Dataset::channel_stats`]); a standard
-    /// deviation below `1e-3` (a constant channel) is raised to `1e-3`.
-    pub fn from_dataset(dataset: &Dataset) -> Normalization {
-        let (mean, std) = dataset.channel_stats();
+impl Dataset {
+    /// The normalization of this dataset's images: the mean and standard deviation of each
+    /// channel ([`Dataset::channel_stats`]), a standard deviation below `1e-3` (a constant
+    /// channel) raised to `1e-3`.
+    pub fn normalization(&self) -> Normalization {
+        let (mean, std) = self.channel_stats();
         Normalization {
             mean,
             std: std.map(|s| s.max(1e-3)),
         }
-    }
-
-    /// `true` when every value is finite and every standard deviation positive.
-    pub fn is_valid(&self) -> bool {
-        self.mean.iter().all(|m| m.is_finite())
-            && self.std.iter().all(|s| s.is_finite() && *s > 0.0)
-    }
-}
-
-impl Default for Normalization {
-    /// [`Normalization::IDENTITY`].
-    fn default() -> Self {
-        Normalization::IDENTITY
     }
 }
 

@@ -17,7 +17,7 @@
 //! use std::sync::Arc;
 //!
 //! let splits = load("synthetic:100:20", &LoadOptions::default())?;
-//! let norm = Normalization::from_dataset(&splits.train);
+//! let norm = splits.train.normalization();
 //! let loader = Loader::new(Arc::new(splits.train), LoaderConfig::train(32, 7, norm))?;
 //! for batch in loader.epoch(0) {
 //!     assert_eq!(batch.images.len(), batch.n * 3 * 32 * 32);

@@ -24,35 +24,7 @@ pub fn imagenet_label(index: usize) -> Option<&'static str> {
     IMAGENET_CLASSES.lines().nth(index)
 }
 
-/// Per-channel normalisation in [0, 1] pixel units: `(x − mean) / std`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Normalization {
-    /// Per-channel mean (RGB).
-    pub mean: [f32; 3],
-    /// Per-channel standard deviation (RGB).
-    pub std: [f32; 3],
-}
-
-impl Normalization {
-    /// The normalisation a model's zoo entry records for its pretrained weights.
-    pub fn of(model: &EffNet) -> Normalization {
-        let m = &model.graph().meta;
-        Normalization {
-            mean: m.norm_mean,
-            std: m.norm_std,
-        }
-    }
-    /// ImageNet mean/std (torchvision, most timm weights).
-    pub const IMAGENET: Normalization = Normalization {
-        mean: effcnn_arch::zoo::IMAGENET_MEAN,
-        std: effcnn_arch::zoo::IMAGENET_STD,
-    };
-    /// (x − 127)/128 in 0..255 units (TensorFlow EfficientNet-Lite weights).
-    pub const TF127: Normalization = Normalization {
-        mean: effcnn_arch::zoo::TF127_MEAN,
-        std: effcnn_arch::zoo::TF127_STD,
-    };
-}
+pub use effcnn_arch::norm::Normalization;
 
 /// A batch of model inputs, row-major `[N, C, H, W]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -268,7 +240,7 @@ pub fn load_input(
         load_image(
             path,
             model.graph().meta.resolution,
-            norm.unwrap_or_else(|| Normalization::of(model)),
+            norm.unwrap_or_else(|| model.graph().meta.normalization()),
         )?
     };
     model.check_input(batch.shape)?;

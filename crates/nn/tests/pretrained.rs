@@ -89,5 +89,5 @@ fn efficientnet_lite0_real_weights_match_pytorch() {
         }
     }
     // The zoo entry records the normalisation the weights were trained with.
-    assert_eq!(Normalization::of(&model), Normalization::TF127);
+    assert_eq!(model.graph().meta.normalization(), Normalization::TF127);
 }

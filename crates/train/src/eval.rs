@@ -215,7 +215,7 @@ pub fn eval(source: &Path, opts: &EvalOptions) -> Result<EvalReport> {
             let norm = c
                 .resolved
                 .as_ref()
-                .map_or(Normalization::from_dataset(&test), |r| r.normalization);
+                .map_or(test.normalization(), |r| r.normalization);
             (graph, norm)
         }
         None => {

@@ -56,8 +56,8 @@ pub mod schedule;
 pub mod trainer;
 
 pub use config::{
-    OptimizerConfig, Profile, ResolvedData, ScheduleConfig, ScheduleKind, TrainConfig,
-    TrainEngine, EFFCNN_VERSION, TRAIN_ENGINE_ENV,
+    OptimizerConfig, Profile, ResolvedData, ScheduleConfig, ScheduleKind, TrainConfig, TrainEngine,
+    EFFCNN_VERSION, TRAIN_ENGINE_ENV,
 };
 pub use error::{Result, TrainError};
 pub use eval::{eval, evaluate_model, EvalOptions, EvalReport, Evaluation, RunWeights};

@@ -356,7 +356,7 @@ impl Session {
             )));
         }
         let test = limit(splits.test, config.test_limit)?;
-        let normalization = Normalization::from_dataset(&train_ds);
+        let normalization = train_ds.normalization();
         let resolved = ResolvedData {
             source: train_ds.source.clone(),
             classes: train_ds.classes.clone(),

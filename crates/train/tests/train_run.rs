@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use effcnn_train::{
-    eval, files, train, EpochMetrics, EvalOptions, Profile, ProgressMode, RunOptions,
-    RunSummary, TrainConfig, TrainError,
+    eval, files, train, EpochMetrics, EvalOptions, Profile, ProgressMode, RunOptions, RunSummary,
+    TrainConfig, TrainError,
 };
 
 fn scratch(name: &str) -> PathBuf {
