@@ -37,7 +37,7 @@ mod error;
 mod folder;
 mod loader;
 mod parallel;
-mod rng;
+pub mod rng;
 mod synthetic;
 
 use std::path::Path;

@@ -6,7 +6,7 @@
 
 /// SplitMix64 generator.
 #[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -24,8 +24,8 @@ pub(crate) fn mix(parts: &[u64]) -> u64 {
 }
 
 impl Rng {
-    #[cfg(test)]
-    pub(crate) fn new(seed: u64) -> Self {
+    /// A generator whose state starts at `seed`.
+    pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
 
@@ -34,7 +34,8 @@ impl Rng {
         Rng(mix(parts))
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(GOLDEN);
         finalize(self.0)
     }

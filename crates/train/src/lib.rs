@@ -53,6 +53,7 @@ pub mod params;
 mod progress;
 pub mod run_folder;
 pub mod schedule;
+pub mod se_gates;
 pub mod trainer;
 
 pub use config::{
