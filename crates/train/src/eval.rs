@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Profile, TrainConfig};
 use crate::error::{Result, TrainError};
-use crate::files::{read_json, BEST_WEIGHTS, CONFIG_FILE, LAST_WEIGHTS};
+use crate::files::{BEST_WEIGHTS, LAST_WEIGHTS};
 
 /// Result of evaluating a model on a dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,7 +169,7 @@ pub fn eval(source: &Path, opts: &EvalOptions) -> Result<EvalReport> {
         };
         (Some(source.to_path_buf()), source.join(name))
     } else {
-        let parent = source.parent().filter(|p| p.join(CONFIG_FILE).is_file());
+        let parent = source.parent().filter(|p| crate::RunFolder::is_run(p));
         (parent.map(Path::to_path_buf), source.to_path_buf())
     };
     if !weights.is_file() {
@@ -179,7 +179,7 @@ pub fn eval(source: &Path, opts: &EvalOptions) -> Result<EvalReport> {
         ));
     }
     let config: Option<TrainConfig> = match &run_dir {
-        Some(d) => Some(read_json(&d.join(CONFIG_FILE))?),
+        Some(d) => Some(crate::RunFolder::open(d)?.config),
         None => None,
     };
     let data_spec = match (&opts.data, &config) {
