@@ -468,6 +468,25 @@ fn build_report(rows: &[Row], groups: &[RunGroup]) -> Result<Report> {
                 p,
             ));
         }
+        let pairs: Vec<String> = groups
+            .iter()
+            .filter_map(|se| {
+                let base = groups.iter().find(|b| {
+                    se.model.strip_prefix("se_") == Some(b.model.as_str())
+                        && (b.epochs, &b.data, b.width) == (se.epochs, &se.data, se.width)
+                })?;
+                Some(crate::experiment::se_pair_verdict(
+                    (&base.model, base.params, base.macs, &base.accs),
+                    (&se.model, se.params, se.macs, &se.accs),
+                ))
+            })
+            .collect();
+        if !pairs.is_empty() {
+            s.text(format!(
+                "Squeeze-and-excitation (runs of a model and its SE twin on the same data and schedule): {}",
+                pairs.join(" ")
+            ));
+        }
         if frontier {
             let by = |x: &dyn Fn(&RunGroup) -> f64| -> Vec<String> {
                 let v: Vec<(&str, f64, f64)> = groups

@@ -424,6 +424,43 @@ fn report(
     Ok(rep)
 }
 
+/// A model and its SE twin compared over seeds: means ± std, the difference, its cost, and
+/// whether the difference stands out of the run-to-run noise (more than twice the standard error
+/// of the difference of the two means). Each side: (model, params, MACs, accuracies).
+pub fn se_pair_verdict(base: (&str, u64, u64, &[f64]), se: (&str, u64, u64, &[f64])) -> String {
+    let (mb, sb) = mean_std(base.3);
+    let (ms, ss) = mean_std(se.3);
+    let diff = ms - mb;
+    let stderr = (sb * sb / base.3.len() as f64 + ss * ss / se.3.len() as f64).sqrt();
+    let verdict = if se.3.len() < 2 || base.3.len() < 2 {
+        "one seed each cannot separate the difference from run-to-run noise".to_string()
+    } else if diff.abs() > 2.0 * stderr {
+        format!(
+            "the difference is more than twice its standard error ({:.2} points): SE {} here",
+            stderr * 100.0,
+            if diff > 0.0 { "helped" } else { "hurt" }
+        )
+    } else {
+        format!(
+            "the difference is within twice its standard error ({:.2} points): not distinguishable from noise with these seeds",
+            stderr * 100.0
+        )
+    };
+    format!(
+        "{} → {}: {:.2}% ± {:.2} vs {:.2}% ± {:.2} ({:+.2} points) for +{} params ({:+.1}%) and +{:.3} M MACs; {verdict}.",
+        base.0,
+        se.0,
+        mb * 100.0,
+        sb * 100.0,
+        ms * 100.0,
+        ss * 100.0,
+        diff * 100.0,
+        se.1 as i64 - base.1 as i64,
+        100.0 * (se.1 as f64 / base.1 as f64 - 1.0),
+        (se.2 as f64 - base.2 as f64) / 1e6
+    )
+}
+
 fn find<'a>(rs: &'a [ModelResult], m: &str) -> Option<&'a ModelResult> {
     rs.iter().find(|r| r.model == m)
 }
@@ -456,24 +493,11 @@ fn analysis(which: Which, rs: &[ModelResult]) -> String {
             let mut s = String::new();
             for r in rs.iter().filter(|r| r.model.starts_with("se_")) {
                 if let Some(b) = find(rs, &r.model[3..]) {
-                    let (mb, sb) = mean_std(&b.accs);
-                    let (ms, ss) = mean_std(&r.accs);
-                    let diff = ms - mb;
-                    // Standard error of the difference of two means.
-                    let se = (sb * sb / b.accs.len() as f64 + ss * ss / r.accs.len() as f64).sqrt();
-                    let verdict = if r.accs.len() < 2 || b.accs.len() < 2 {
-                        "one seed each cannot separate the difference from run-to-run noise"
-                            .to_string()
-                    } else if diff.abs() > 2.0 * se {
-                        format!("the difference is more than twice its standard error ({:.2} points): SE {} here", se * 100.0, if diff > 0.0 { "helped" } else { "hurt" })
-                    } else {
-                        format!("the difference is within twice its standard error ({:.2} points): not distinguishable from noise with these seeds", se * 100.0)
-                    };
-                    s.push_str(&format!(
-                        "{} → {}: {:.2}% ± {:.2} vs {:.2}% ± {:.2} ({:+.2} points) for +{} params ({:+.1}%) and +{:.3} M MACs; {verdict}.\n\n",
-                        b.model, r.model, mb * 100.0, sb * 100.0, ms * 100.0, ss * 100.0, diff * 100.0,
-                        r.params - b.params, 100.0 * (r.params as f64 / b.params as f64 - 1.0), (r.macs as f64 - b.macs as f64) / 1e6
+                    s.push_str(&se_pair_verdict(
+                        (&b.model, b.params, b.macs, &b.accs),
+                        (&r.model, r.params, r.macs, &r.accs),
                     ));
+                    s.push_str("\n\n");
                 }
             }
             if s.is_empty() {
@@ -511,5 +535,27 @@ mod tests {
         assert!((m - 2.5).abs() < 1e-12);
         assert!((s - 1.290_994_448_735_805_6).abs() < 1e-12);
         assert_eq!(mean_std(&[0.7]), (0.7, 0.0));
+    }
+
+    #[test]
+    fn se_verdict_against_the_standard_error_of_the_difference() {
+        // Means 81 vs 85.5, stds √2 and √0.5 points: standard error √1.25 = 1.12 points.
+        let helped = se_pair_verdict(
+            ("resnet20", 100, 1000, &[0.80, 0.82]),
+            ("se_resnet20", 110, 1001, &[0.85, 0.86]),
+        );
+        assert!(
+            helped.contains("81.00% ± 1.41 vs 85.50% ± 0.71 (+4.50 points)"),
+            "{helped}"
+        );
+        assert!(helped.contains("+10 params (+10.0%)"), "{helped}");
+        assert!(helped.contains("(1.12 points): SE helped here"), "{helped}");
+        let noise = se_pair_verdict(
+            ("resnet20", 100, 1000, &[0.80, 0.82]),
+            ("se_resnet20", 110, 1001, &[0.81, 0.815]),
+        );
+        assert!(noise.contains("within twice its standard error"), "{noise}");
+        let one = se_pair_verdict(("a", 1, 1, &[0.5]), ("se_a", 1, 1, &[0.9]));
+        assert!(one.contains("one seed each"), "{one}");
     }
 }
