@@ -13,7 +13,7 @@ use effcnn_report::{
     pareto_frontier, write_file_atomic, write_report, Cell, Column, Figure, Point, Report,
     ScatterPlot, Table,
 };
-use effcnn_train::RunFolder;
+use effcnn_train::results::{run_groups, se_pair_verdict, RunGroup};
 
 #[derive(Args)]
 pub struct CompareArgs {
@@ -40,104 +40,6 @@ pub struct Row {
     pub imagenet_top1: Option<(f64, String)>,
     pub cifar_acc: Option<f64>,
     pub latency_ms: Option<f64>,
-}
-
-/// The finished runs of one model with one recipe (they differ only in the seed).
-#[derive(Debug, Clone)]
-pub struct RunGroup {
-    pub model: String,
-    pub family: String,
-    pub profile: String,
-    /// Width multiplier as trained (`--width`, or a fixed-width entry's own).
-    pub width: f64,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub data: String,
-    /// Parameters and MACs of the model as trained (from the runs' summaries).
-    pub params: u64,
-    pub macs: u64,
-    /// Final test accuracy (fraction) and training wall seconds of each run, by seed.
-    pub seeds: Vec<u64>,
-    pub accs: Vec<f64>,
-    pub wall_seconds: Vec<f64>,
-    pub device: String,
-}
-
-impl RunGroup {
-    pub fn mean_std(&self) -> (f64, f64) {
-        crate::experiment::mean_std(&self.accs)
-    }
-}
-
-/// The finished runs under `roots` (run folders or folders holding them), grouped by model and
-/// recipe; unfinished runs are left out (and said on stderr).
-pub fn run_groups(roots: &[PathBuf]) -> Result<Vec<RunGroup>> {
-    let mut groups: Vec<(serde_json::Value, RunGroup)> = Vec::new();
-    for root in roots {
-        let folders =
-            RunFolder::find(root).with_context(|| format!("--runs {}", root.display()))?;
-        for f in folders {
-            let Some(sum) = f.finished() else {
-                eprintln!("{}: run not finished, left out", f.dir.display());
-                continue;
-            };
-            let key = f.recipe(&["seed", "device"])?;
-            let c = &f.config;
-            let i = match groups.iter().position(|(k, _)| *k == key) {
-                Some(i) => i,
-                None => {
-                    let family = entry(&c.model)
-                        .with_context(|| format!("{}", f.dir.display()))?
-                        .family
-                        .to_string();
-                    // The width as trained: the multiplier, or a fixed-width entry's own.
-                    let classes = c.resolved.as_ref().map_or(10, |r| r.classes.len());
-                    let width = resolve(
-                        &c.model,
-                        &c.arch_options(c.image_size.map(|s| s as usize), classes),
-                    )
-                    .with_context(|| format!("{}", f.dir.display()))?
-                    .meta
-                    .width;
-                    groups.push((
-                        key,
-                        RunGroup {
-                            model: c.model.clone(),
-                            family,
-                            profile: c.profile.name().to_string(),
-                            width,
-                            epochs: c.epochs,
-                            batch_size: c.batch_size,
-                            data: c.data.clone(),
-                            params: sum.params,
-                            macs: sum.macs,
-                            seeds: Vec::new(),
-                            accs: Vec::new(),
-                            wall_seconds: Vec::new(),
-                            device: sum.device.clone(),
-                        },
-                    ));
-                    groups.len() - 1
-                }
-            };
-            let g = &mut groups[i].1;
-            if g.seeds.contains(&c.seed) {
-                bail!(
-                    "{}: a second run of {} with seed {} and the same recipe",
-                    f.dir.display(),
-                    c.model,
-                    c.seed
-                );
-            }
-            g.seeds.push(c.seed);
-            g.accs.push(sum.final_test_accuracy);
-            g.wall_seconds.push(sum.wall_seconds);
-        }
-    }
-    if groups.is_empty() && !roots.is_empty() {
-        bail!("--runs: no finished run");
-    }
-    Ok(groups.into_iter().map(|(_, g)| g).collect())
 }
 
 /// The CIFAR-10 table: one row per model and recipe, mean ± std over seeds.
@@ -244,7 +146,13 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     if names.is_empty() {
         bail!("--models: no models given");
     }
-    let groups = run_groups(&a.runs)?;
+    let (groups, unfinished) = run_groups(&a.runs).context("--runs")?;
+    for d in &unfinished {
+        eprintln!("{}: run not finished, left out", d.display());
+    }
+    if groups.is_empty() && !a.runs.is_empty() {
+        bail!("--runs: no finished run");
+    }
     // A model's CIFAR-10 column: its recipe with the most seeds.
     let mut runs: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     for g in &groups {
@@ -350,15 +258,6 @@ pub fn comparison_table(rows: &[Row]) -> Table {
     t
 }
 
-/// A log-x scatter plot with the Pareto frontier drawn.
-pub(crate) fn scatter(title: &str, x_label: &str, y_label: &str, pts: Vec<Point>) -> ScatterPlot {
-    let mut p = ScatterPlot::new(title, x_label, y_label);
-    p.log_x = true;
-    p.frontier = true;
-    p.points = pts;
-    p
-}
-
 /// Models on the accuracy/cost Pareto frontier (lower cost, higher accuracy).
 pub fn pareto_models(rows: &[(&str, f64, f64)]) -> Vec<String> {
     let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.1, r.2)).collect();
@@ -399,7 +298,7 @@ fn build_report(rows: &[Row], groups: &[RunGroup]) -> Result<Report> {
         s.figure(Figure::new(
             "accuracy_vs_macs",
             "ImageNet top-1 vs MACs (log scale); the line is the Pareto frontier",
-            scatter(
+            ScatterPlot::cost_plot(
                 "ImageNet top-1 vs MACs",
                 "MACs (millions, log)",
                 "top-1 (%)",
@@ -409,7 +308,7 @@ fn build_report(rows: &[Row], groups: &[RunGroup]) -> Result<Report> {
         s.figure(Figure::new(
             "accuracy_vs_params",
             "ImageNet top-1 vs parameters (log scale); the line is the Pareto frontier",
-            scatter(
+            ScatterPlot::cost_plot(
                 "ImageNet top-1 vs parameters",
                 "parameters (millions, log)",
                 "top-1 (%)",
@@ -455,9 +354,9 @@ fn build_report(rows: &[Row], groups: &[RunGroup]) -> Result<Report> {
                 g.params as f64 / 1e6
             }),
         ] {
-            let mut p = scatter(
-                &format!("CIFAR-10 accuracy vs {what} (32²)"),
-                &format!("{what} (millions, log)"),
+            let mut p = ScatterPlot::cost_plot(
+                format!("CIFAR-10 accuracy vs {what} (32²)"),
+                format!("{what} (millions, log)"),
                 "test accuracy (%)",
                 pts(x),
             );
@@ -475,7 +374,7 @@ fn build_report(rows: &[Row], groups: &[RunGroup]) -> Result<Report> {
                     se.model.strip_prefix("se_") == Some(b.model.as_str())
                         && (b.epochs, &b.data, b.width) == (se.epochs, &se.data, se.width)
                 })?;
-                Some(crate::experiment::se_pair_verdict(
+                Some(se_pair_verdict(
                     (&base.model, base.params, base.macs, &base.accs),
                     (&se.model, se.params, se.macs, &se.accs),
                 ))
@@ -517,7 +416,7 @@ fn build_report(rows: &[Row], groups: &[RunGroup]) -> Result<Report> {
                 )
             })
             .collect();
-        let mut p = scatter(
+        let mut p = ScatterPlot::cost_plot(
             "Measured latency vs MACs",
             "MACs (millions, log)",
             "latency, batch 1 (ms)",

@@ -6,14 +6,16 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use effcnn_arch::{cost, resolve, Options};
-use effcnn_report::{write_report, Cell, Column, Figure, LinePlot, Point, Report, Table};
+use effcnn_report::{
+    write_report, Cell, Column, Figure, LinePlot, Point, Report, ScatterPlot, Table,
+};
+use effcnn_train::results::{mean_std, se_pair_verdict};
 use effcnn_train::{
     recipe, resume, train, Profile, ProgressMode, RunFolder, RunOptions, RunSummary, TrainConfig,
 };
 
 use crate::bench::{measure, set_threads, Timing};
 use crate::common::out;
-use crate::compare::scatter;
 use crate::train_cmds::SampleArgs;
 use effcnn_nn::engine::Engine;
 
@@ -159,17 +161,6 @@ fn width_for(model: &str, width: Option<f64>) -> Result<Option<f64>> {
         );
     }
     Ok(None)
-}
-
-/// Mean and sample standard deviation.
-pub fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    if v.len() < 2 {
-        return (mean, 0.0);
-    }
-    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, var.sqrt())
 }
 
 pub fn experiment(a: ExperimentArgs) -> Result<()> {
@@ -366,14 +357,14 @@ fn report(
             .collect()
     };
     let frontier = rs.len() > 2;
-    let mut acc_macs = scatter(
+    let mut acc_macs = ScatterPlot::cost_plot(
         "Test accuracy vs MACs",
         "MACs (millions, log)",
         "test accuracy (%)",
         pts(&|r| r.macs as f64 / 1e6),
     );
     acc_macs.frontier = frontier;
-    let mut acc_params = scatter(
+    let mut acc_params = ScatterPlot::cost_plot(
         "Test accuracy vs parameters",
         "parameters (millions, log)",
         "test accuracy (%)",
@@ -391,7 +382,7 @@ fn report(
             )
         })
         .collect();
-    let mut lat = scatter(
+    let mut lat = ScatterPlot::cost_plot(
         "Latency vs MACs",
         "MACs (millions, log)",
         "latency, batch 1 (ms)",
@@ -422,43 +413,6 @@ fn report(
     ));
     rep.section("What it shows").text(analysis(a.which, rs));
     Ok(rep)
-}
-
-/// A model and its SE twin compared over seeds: means ± std, the difference, its cost, and
-/// whether the difference stands out of the run-to-run noise (more than twice the standard error
-/// of the difference of the two means). Each side: (model, params, MACs, accuracies).
-pub fn se_pair_verdict(base: (&str, u64, u64, &[f64]), se: (&str, u64, u64, &[f64])) -> String {
-    let (mb, sb) = mean_std(base.3);
-    let (ms, ss) = mean_std(se.3);
-    let diff = ms - mb;
-    let stderr = (sb * sb / base.3.len() as f64 + ss * ss / se.3.len() as f64).sqrt();
-    let verdict = if se.3.len() < 2 || base.3.len() < 2 {
-        "one seed each cannot separate the difference from run-to-run noise".to_string()
-    } else if diff.abs() > 2.0 * stderr {
-        format!(
-            "the difference is more than twice its standard error ({:.2} points): SE {} here",
-            stderr * 100.0,
-            if diff > 0.0 { "helped" } else { "hurt" }
-        )
-    } else {
-        format!(
-            "the difference is within twice its standard error ({:.2} points): not distinguishable from noise with these seeds",
-            stderr * 100.0
-        )
-    };
-    format!(
-        "{} → {}: {:.2}% ± {:.2} vs {:.2}% ± {:.2} ({:+.2} points) for +{} params ({:+.1}%) and +{:.3} M MACs; {verdict}.",
-        base.0,
-        se.0,
-        mb * 100.0,
-        sb * 100.0,
-        ms * 100.0,
-        ss * 100.0,
-        diff * 100.0,
-        se.1 as i64 - base.1 as i64,
-        100.0 * (se.1 as f64 / base.1 as f64 - 1.0),
-        (se.2 as f64 - base.2 as f64) / 1e6
-    )
 }
 
 fn find<'a>(rs: &'a [ModelResult], m: &str) -> Option<&'a ModelResult> {
@@ -522,40 +476,5 @@ fn analysis(which: Which, rs: &[ModelResult]) -> String {
                 by_lat[by_lat.len() - 1].model
             )
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mean_std_known() {
-        let (m, s) = mean_std(&[1.0, 2.0, 3.0, 4.0]);
-        assert!((m - 2.5).abs() < 1e-12);
-        assert!((s - 1.290_994_448_735_805_6).abs() < 1e-12);
-        assert_eq!(mean_std(&[0.7]), (0.7, 0.0));
-    }
-
-    #[test]
-    fn se_verdict_against_the_standard_error_of_the_difference() {
-        // Means 81 vs 85.5, stds √2 and √0.5 points: standard error √1.25 = 1.12 points.
-        let helped = se_pair_verdict(
-            ("resnet20", 100, 1000, &[0.80, 0.82]),
-            ("se_resnet20", 110, 1001, &[0.85, 0.86]),
-        );
-        assert!(
-            helped.contains("81.00% ± 1.41 vs 85.50% ± 0.71 (+4.50 points)"),
-            "{helped}"
-        );
-        assert!(helped.contains("+10 params (+10.0%)"), "{helped}");
-        assert!(helped.contains("(1.12 points): SE helped here"), "{helped}");
-        let noise = se_pair_verdict(
-            ("resnet20", 100, 1000, &[0.80, 0.82]),
-            ("se_resnet20", 110, 1001, &[0.81, 0.815]),
-        );
-        assert!(noise.contains("within twice its standard error"), "{noise}");
-        let one = se_pair_verdict(("a", 1, 1, &[0.5]), ("se_a", 1, 1, &[0.9]));
-        assert!(one.contains("one seed each"), "{one}");
     }
 }

@@ -51,6 +51,7 @@ pub mod eval;
 pub mod files;
 pub mod params;
 mod progress;
+pub mod results;
 pub mod run_folder;
 pub mod schedule;
 pub mod se_gates;

@@ -76,6 +76,21 @@ impl ScatterPlot {
         }
     }
 
+    /// An accuracy-vs-cost plot: log-scale `x`, the Pareto frontier drawn, these points.
+    pub fn cost_plot(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+        points: Vec<Point>,
+    ) -> Self {
+        ScatterPlot {
+            log_x: true,
+            frontier: true,
+            points,
+            ..ScatterPlot::new(title, x_label, y_label)
+        }
+    }
+
     /// The distinct families in the order of their colours (sorted by name).
     pub fn families(&self) -> Vec<String> {
         let set: BTreeSet<&str> = self.points.iter().map(|p| p.family.as_str()).collect();
