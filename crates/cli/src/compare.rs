@@ -89,20 +89,20 @@ pub fn runs_table(groups: &[RunGroup]) -> Table {
             ),
         ]);
     }
-    let mut data: Vec<String> = groups.iter().map(|g| format!("`{}`", g.data)).collect();
-    data.dedup();
-    let mut devices: Vec<String> = groups.iter().map(|g| g.device.clone()).collect();
-    devices.sort();
-    devices.dedup();
+    // Every distinct value across the rows (sorted), so mixed recipes are not hidden.
+    let distinct = |f: &dyn Fn(&RunGroup) -> String| -> String {
+        let mut v: Vec<String> = groups.iter().map(f).collect();
+        v.sort();
+        v.dedup();
+        v.join(", ")
+    };
     t.push_note(format!(
         "Accuracy after the last epoch on the test split; std is the sample standard deviation over seeds. \
          Profile {}, batch {}, data {}; params and MACs of each model as trained (32²); devices: {}.",
-        groups
-            .first()
-            .map_or("cifar".to_string(), |g| g.profile.clone()),
-        groups.first().map_or(128, |g| g.batch_size),
-        data.join(", "),
-        devices.join("; ")
+        distinct(&|g| g.profile.clone()),
+        distinct(&|g| g.batch_size.to_string()),
+        distinct(&|g| format!("`{}`", g.data)),
+        distinct(&|g| g.device.clone())
     ));
     t
 }

@@ -376,7 +376,13 @@ pub fn rerun(args: RerunArgs) -> Result<()> {
         args.run.clone()
     };
     let recorded = effcnn_train::RunFolder::open(&dir).context("rerun")?;
-    if recorded.dir == args.out {
+    // The same folder however it is spelled (`run`, `run/`, `./run/.`): never overwritten.
+    let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize())
+    {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    };
+    if same(&recorded.dir, &args.out) {
         bail!("--out is the recorded run's own folder; give a new one");
     }
     let mut config = recorded.config.clone();

@@ -203,6 +203,14 @@ fn rerun_reproduces_a_recorded_run_and_refuses_what_is_not_one() {
     assert!(text.contains("(+0.00 points)"), "{text}");
     // The recorded folder itself, and a folder that holds no run, are refused.
     common::fails(&["rerun", s(recorded), "--out", s(recorded)], &["new one"]);
+    // Also when spelled differently, and with --overwrite: the recorded run stays untouched.
+    let name = recorded.file_name().unwrap().to_str().unwrap();
+    let other = format!("{}/../{name}", s(recorded));
+    common::fails(
+        &["rerun", s(recorded), "--out", &other, "--overwrite"],
+        &["new one"],
+    );
+    assert_eq!(read(&recorded.join("summary.json")), a);
     let empty = common::fresh("rerun-empty");
     common::fails(
         &["rerun", s(&empty), "--out", s(&out)],
