@@ -14,10 +14,10 @@ use effcnn_train::{
     recipe, resume, train, Profile, ProgressMode, RunFolder, RunOptions, RunSummary, TrainConfig,
 };
 
-use crate::bench::{measure, set_threads, Timing};
 use crate::common::out;
 use crate::train_cmds::SampleArgs;
 use effcnn_nn::engine::Engine;
+use effcnn_nn::latency::{measure, Timing};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Which {
@@ -174,7 +174,7 @@ pub fn experiment(a: ExperimentArgs) -> Result<()> {
     for m in &p.models {
         effcnn_arch::entry(m)?;
     }
-    let threads = set_threads(a.threads)?;
+    let threads = effcnn_nn::configure_threads(a.threads)?;
     let config = |m: &str, seed: usize| -> Result<TrainConfig> {
         let mut c = TrainConfig::recommended(m, Profile::Cifar, &p.data);
         c.epochs = p.epochs;

@@ -1024,6 +1024,31 @@ fn width_that_empties_a_layer_names_it() {
 }
 
 #[test]
+fn zero_threads_is_refused_by_every_command_that_sizes_the_pool() {
+    fails(
+        &["bench", "dwsep_cnn", "--profile", "cifar", "--threads", "0"],
+        &["--threads must be at least 1"],
+    );
+    let out = fresh("zero-threads").join("run");
+    fails(
+        &[
+            "train",
+            "dwsep_cnn",
+            "--data",
+            "synthetic",
+            "--threads",
+            "0",
+            "--epochs",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["threads must be at least 1"],
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn resolution_that_empties_a_layer_names_it() {
     let d = fresh("small-res");
     let x = d.join("tiny.npy");

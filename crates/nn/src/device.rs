@@ -198,6 +198,24 @@ mod cuda {
     }
 }
 
+/// Sizes the process's compute pool (rayon's global pool, which burn's flex backend and
+/// effcnn's kernels share) and returns the number of threads in use. `None` keeps rayon's
+/// default (all cores, or `RAYON_NUM_THREADS`). The pool can be built once per process: a later
+/// call keeps the first setting and reports it.
+pub fn configure_threads(threads: Option<usize>) -> Result<usize, crate::NnError> {
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err(crate::NnError::BadInput(
+                "--threads must be at least 1".to_string(),
+            ));
+        }
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    Ok(rayon::current_num_threads())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

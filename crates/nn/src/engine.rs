@@ -21,7 +21,7 @@ pub fn engine_weights(model: &EffNet) -> Result<WeightMap, NnError> {
 pub fn compile_plan(model: &EffNet, dims: [usize; 4], opts: PlanOptions) -> Result<Plan, NnError> {
     model.check_input(dims)?;
     let weights = engine_weights(model)?;
-    Plan::compile(model.graph(), &weights, dims, opts).map_err(|e| NnError::BadInput(e.to_string()))
+    Ok(Plan::compile(model.graph(), &weights, dims, opts)?)
 }
 
 /// Which implementation runs inference.
@@ -121,15 +121,12 @@ impl<'m> Inference<'m> {
                 let i = match self.plans.iter().position(|p| p.dims() == dims) {
                     Some(i) => i,
                     None => {
-                        let plan = Plan::compile(self.model.graph(), w, dims, self.opts)
-                            .map_err(|e| NnError::BadInput(e.to_string()))?;
+                        let plan = Plan::compile(self.model.graph(), w, dims, self.opts)?;
                         self.plans.push(plan);
                         self.plans.len() - 1
                     }
                 };
-                self.plans[i]
-                    .run(x)
-                    .map_err(|e| NnError::BadInput(e.to_string()))
+                Ok(self.plans[i].run(x)?)
             }
         }
     }

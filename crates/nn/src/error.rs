@@ -162,3 +162,11 @@ impl std::fmt::Display for MismatchReport {
         )
     }
 }
+
+/// The compiled plan rejects what it is given (shapes, unsupported graphs) with a message that
+/// names the problem; it reaches the user as bad input.
+impl From<effcnn_engine::EngineError> for NnError {
+    fn from(e: effcnn_engine::EngineError) -> Self {
+        NnError::BadInput(e.to_string())
+    }
+}

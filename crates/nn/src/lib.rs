@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod engine;
 pub mod error;
+pub mod latency;
 pub mod model;
 pub mod parity;
 mod pickle_guard;
@@ -27,7 +28,7 @@ pub use checkpoint::{
     apply_tensors, convert, detect_layout, load_weights, read_checkpoint, save_safetensors,
     ConvertReport, LoadReport, RawTensor, TensorMap,
 };
-pub use device::{ComputeDevice, DeviceError};
+pub use device::{configure_threads, ComputeDevice, DeviceError};
 pub use error::{MismatchReport, NnError};
 pub use model::{EffNet, InitConfig};
 

@@ -30,6 +30,7 @@
 
 mod chart;
 mod error;
+mod files;
 mod font;
 pub mod format;
 mod markup;
@@ -42,9 +43,10 @@ pub use chart::{
     MAX_BINS, MAX_SIZE, MIN_SIZE, PALETTE,
 };
 pub use error::ReportError;
+pub use files::write_file_atomic;
 pub use pareto::pareto_frontier;
 pub use report::{
-    render_report, write_file_atomic, write_report, Block, Figure, OutputFile, Report, Section,
-    HTML_NAME, MARKDOWN_NAME,
+    render_report, write_report, Block, Figure, OutputFile, Report, Section, HTML_NAME,
+    MARKDOWN_NAME,
 };
 pub use table::{Align, Cell, Column, Table};

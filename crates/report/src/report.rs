@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 
 use crate::chart::{Chart, Plot};
+use crate::files::write_file_atomic;
 use crate::markup::{escape_html, inline, markdown_to_html};
 use crate::table::{escape_markdown_inline, Align, Table};
 use crate::ReportError;
@@ -234,12 +235,6 @@ pub fn write_report(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, ReportE
         written.push(path);
     }
     Ok(written)
-}
-
-/// Writes `bytes` to `path` atomically ([`effcnn_arch::files::write_atomic`]: a temporary file
-/// in the same directory, flushed, renamed over `path`); the error names `path`.
-pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    effcnn_arch::files::write_atomic(path, bytes).map_err(|e| ReportError::io(path, e))
 }
 
 fn figures(report: &Report) -> impl Iterator<Item = &Figure> {

@@ -64,5 +64,5 @@ pub use config::{
 pub use error::{Result, TrainError};
 pub use eval::{eval, evaluate_model, EvalOptions, EvalReport, Evaluation, RunWeights};
 pub use progress::ProgressMode;
-pub use run_folder::{recipe, RunFolder};
-pub use trainer::{cross_entropy, resume, train, EpochMetrics, RunOptions, RunSummary};
+pub use run_folder::{recipe, EpochMetrics, RunFolder, RunSummary};
+pub use trainer::{cross_entropy, resume, train, RunOptions};

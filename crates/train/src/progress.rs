@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::trainer::EpochMetrics;
+use crate::run_folder::EpochMetrics;
 
 /// How training reports progress on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

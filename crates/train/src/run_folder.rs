@@ -3,15 +3,83 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::TrainConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{TrainConfig, TrainEngine};
 use crate::error::{Result, TrainError};
 use crate::files::{read_json, read_jsonl, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE};
-use crate::trainer::{EpochMetrics, RunSummary};
 
 /// Keys of `config.json` that a run adds or that do not change its result beyond float
 /// rounding (the resolved data, the version, the thread count, the engine of the steps): not
 /// part of the recipe.
 pub const NOT_RECIPE: [&str; 4] = ["resolved", "effcnn_version", "threads", "train_engine"];
+
+/// One line of `metrics.jsonl`: the state after a completed epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch index (0-based).
+    pub epoch: usize,
+    /// Mean training loss over the epoch's steps (label-smoothed cross-entropy).
+    pub loss: f64,
+    /// Training accuracy over the epoch (augmented images, training mode), a fraction.
+    pub train_acc: f64,
+    /// Test-split accuracy after the epoch (eval mode), a fraction.
+    pub test_acc: f64,
+    /// Validation accuracy after the epoch, when a validation split is held out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_acc: Option<f64>,
+    /// Learning rate of the epoch's last step.
+    pub lr: f64,
+    /// Training throughput (images per second, training steps only).
+    pub img_per_s: f64,
+    /// Wall-clock seconds of the epoch, evaluation included.
+    pub seconds: f64,
+}
+
+/// `summary.json`: the outcome of a run (rewritten after every epoch; `finished` at the end).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Zoo model name.
+    pub model: String,
+    /// Trainable parameters (BatchNorm running statistics excluded).
+    pub params: u64,
+    /// Multiply-accumulates of one forward pass at the training resolution.
+    pub macs: u64,
+    /// Best test accuracy over the completed epochs (a fraction).
+    pub best_test_accuracy: f64,
+    /// Epoch (0-based) of `best.safetensors`.
+    pub best_epoch: usize,
+    /// Test accuracy after the last completed epoch (a fraction).
+    pub final_test_accuracy: f64,
+    /// Validation accuracy after the last completed epoch, with a validation split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_val_accuracy: Option<f64>,
+    /// Wall-clock seconds spent training, over every session of the run.
+    pub wall_seconds: f64,
+    /// Mean training throughput over the completed epochs (images per second).
+    pub img_per_s: f64,
+    /// Compute device, e.g. `cpu (flex, 2 threads)` or `cuda:0 (NVIDIA H200, burn cuda)`.
+    pub device: String,
+    /// What computed the training steps of the last session: `plan` (effcnn's compiled CPU
+    /// training step) or `burn` (burn's autodiff). Summaries written before this field existed
+    /// read as `burn`.
+    #[serde(default = "burn_engine")]
+    pub train_engine: TrainEngine,
+    /// Description of the data source.
+    pub data: String,
+    /// Configured number of epochs.
+    pub epochs: usize,
+    /// Epochs completed so far.
+    pub epochs_completed: usize,
+    /// Whether every configured epoch has completed.
+    pub finished: bool,
+    /// effcnn version.
+    pub effcnn_version: String,
+}
+
+fn burn_engine() -> TrainEngine {
+    TrainEngine::Burn
+}
 
 /// The recipe of a configuration: every field of `config.json` except [`NOT_RECIPE`], and
 /// except `ignore` (e.g. `["model", "seed"]` to compare the runs of one experiment).

@@ -29,74 +29,8 @@ use crate::files::{
 };
 use crate::params::{first_nonfinite_grad, no_decay_ids, stable_ids};
 use crate::progress::{Progress, ProgressMode};
+use crate::run_folder::{EpochMetrics, RunSummary};
 use crate::schedule::lr_at;
-
-/// One line of `metrics.jsonl`: the state after a completed epoch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochMetrics {
-    /// Epoch index (0-based).
-    pub epoch: usize,
-    /// Mean training loss over the epoch's steps (label-smoothed cross-entropy).
-    pub loss: f64,
-    /// Training accuracy over the epoch (augmented images, training mode), a fraction.
-    pub train_acc: f64,
-    /// Test-split accuracy after the epoch (eval mode), a fraction.
-    pub test_acc: f64,
-    /// Validation accuracy after the epoch, when a validation split is held out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val_acc: Option<f64>,
-    /// Learning rate of the epoch's last step.
-    pub lr: f64,
-    /// Training throughput (images per second, training steps only).
-    pub img_per_s: f64,
-    /// Wall-clock seconds of the epoch, evaluation included.
-    pub seconds: f64,
-}
-
-/// `summary.json`: the outcome of a run (rewritten after every epoch; `finished` at the end).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunSummary {
-    /// Zoo model name.
-    pub model: String,
-    /// Trainable parameters (BatchNorm running statistics excluded).
-    pub params: u64,
-    /// Multiply-accumulates of one forward pass at the training resolution.
-    pub macs: u64,
-    /// Best test accuracy over the completed epochs (a fraction).
-    pub best_test_accuracy: f64,
-    /// Epoch (0-based) of `best.safetensors`.
-    pub best_epoch: usize,
-    /// Test accuracy after the last completed epoch (a fraction).
-    pub final_test_accuracy: f64,
-    /// Validation accuracy after the last completed epoch, with a validation split.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub final_val_accuracy: Option<f64>,
-    /// Wall-clock seconds spent training, over every session of the run.
-    pub wall_seconds: f64,
-    /// Mean training throughput over the completed epochs (images per second).
-    pub img_per_s: f64,
-    /// Compute device, e.g. `cpu (flex, 2 threads)` or `cuda:0 (NVIDIA H200, burn cuda)`.
-    pub device: String,
-    /// What computed the training steps of the last session: `plan` (effcnn's compiled CPU
-    /// training step) or `burn` (burn's autodiff). Summaries written before this field existed
-    /// read as `burn`.
-    #[serde(default = "burn_engine")]
-    pub train_engine: TrainEngine,
-    /// Description of the data source.
-    pub data: String,
-    /// Configured number of epochs.
-    pub epochs: usize,
-    /// Epochs completed so far.
-    pub epochs_completed: usize,
-    /// Whether every configured epoch has completed.
-    pub finished: bool,
-    /// effcnn version.
-    pub effcnn_version: String,
-}
-
-fn burn_engine() -> TrainEngine {
-    TrainEngine::Burn
-}
 
 /// `state.json`: where training stands; written last after each epoch (the commit point).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -280,18 +214,6 @@ fn optimizer_bytes(optim: &ModuleOptimizer, path: &Path) -> Result<Vec<u8>> {
     Ok(bytes.to_vec())
 }
 
-/// Sizes the compute pool once per process; returns the number of threads in use.
-fn configure_threads(threads: Option<usize>) -> usize {
-    if let Some(n) = threads {
-        // Fails when the global pool already exists (a second run in the same process); the
-        // existing pool is then used and reported.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
-    }
-    rayon::current_num_threads()
-}
-
 struct Session {
     config: TrainConfig,
     out: PathBuf,
@@ -334,7 +256,7 @@ impl Session {
         opts: &RunOptions,
     ) -> Result<Session> {
         let _ = opts;
-        let threads = configure_threads(config.threads);
+        let threads = effcnn_nn::configure_threads(config.threads)?;
         let splits = effcnn_data::load(
             &config.data,
             &LoadOptions {

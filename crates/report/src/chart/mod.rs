@@ -98,13 +98,13 @@ pub trait Chart: sealed::Draw {
     /// Renders at the default size and writes a PNG file atomically.
     fn write_png(&self, path: &Path) -> Result<(), ReportError> {
         let (w, h) = self.default_size();
-        crate::report::write_file_atomic(path, &self.render_png(w, h)?)
+        crate::files::write_file_atomic(path, &self.render_png(w, h)?)
     }
 
     /// Renders at the default size and writes an SVG file atomically.
     fn write_svg(&self, path: &Path) -> Result<(), ReportError> {
         let (w, h) = self.default_size();
-        crate::report::write_file_atomic(path, self.render_svg(w, h)?.as_bytes())
+        crate::files::write_file_atomic(path, self.render_svg(w, h)?.as_bytes())
     }
 }
 
