@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::error::ArchError;
 use crate::graph::{
-    pool_out_size, Act, Conv, Graph, Layout, ModelMeta, Node, NodeId, Op, Pad, Shape,
+    pool_out_size, Act, Block, BlockKind, Conv, Graph, Layout, ModelMeta, Node, NodeId, Op, Pad,
+    Shape,
 };
 
 /// Module names of one parameter node in the foreign layouts.
@@ -41,6 +42,8 @@ pub fn join(prefix: &str, child: &str) -> String {
 pub struct GraphBuilder {
     nodes: Vec<Node>,
     block: String,
+    /// Closed blocks, and the open one (its kind may still change; its end is the node count).
+    blocks: Vec<Block>,
 }
 
 type R = Result<NodeId, ArchError>;
@@ -78,14 +81,46 @@ impl GraphBuilder {
         let mut b = GraphBuilder {
             nodes: Vec::new(),
             block: String::new(),
+            blocks: Vec::new(),
         };
         let id = b.push("input", Op::Input, vec![], input, vec![]);
         (b, id)
     }
 
-    /// Nodes added from now on belong to `block` (used for per-block summaries).
-    pub fn set_block(&mut self, block: &str) {
-        self.block = block.to_string();
+    /// Nodes added from now on belong to the block `path` of the given kind (a block function
+    /// that learns its kind's details while building sets them with [`Self::set_block_kind`]).
+    pub fn begin_block(&mut self, path: &str, kind: BlockKind) {
+        self.close_block();
+        self.block = path.to_string();
+        let first = self.nodes.len();
+        self.blocks.push(Block {
+            path: path.to_string(),
+            kind,
+            nodes: first..first,
+        });
+    }
+
+    /// The kind of the open block.
+    pub fn set_block_kind(&mut self, kind: BlockKind) {
+        if let Some(b) = self.blocks.last_mut() {
+            b.kind = kind;
+        }
+    }
+
+    /// The id the next node will get.
+    pub fn next_id(&self) -> NodeId {
+        self.nodes.len()
+    }
+
+    fn close_block(&mut self) {
+        let end = self.nodes.len();
+        if let Some(b) = self.blocks.last_mut() {
+            b.nodes.end = end;
+        }
+        // A block that got no node (begun and at once replaced) is dropped.
+        if self.blocks.last().is_some_and(|b| b.nodes.is_empty()) {
+            self.blocks.pop();
+        }
     }
 
     pub fn shape(&self, id: NodeId) -> Shape {
@@ -375,11 +410,13 @@ impl GraphBuilder {
         Ok(self.push(path, Op::Shuffle { groups }, vec![x], s, vec![]))
     }
 
-    pub fn finish(self, meta: ModelMeta, output: NodeId) -> Result<Graph, ArchError> {
+    pub fn finish(mut self, meta: ModelMeta, output: NodeId) -> Result<Graph, ArchError> {
+        self.close_block();
         let g = Graph {
             meta,
             nodes: self.nodes,
             output,
+            blocks: self.blocks,
         };
         g.validate()?;
         Ok(g)

@@ -11,6 +11,7 @@ use crate::blocks::{
 use crate::builder::GraphBuilder;
 use crate::cost::{analyze, ModelCost};
 use crate::error::ArchError;
+use crate::graph::InitScheme;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
 
 /// One stage of a calculated block (a conv/linear layer, or a zero-MAC op like shuffle).
@@ -71,6 +72,7 @@ fn meta(name: &str, size: usize) -> ModelMeta {
         classes: 0,
         norm_mean: [0.0; 3],
         norm_std: [1.0; 3],
+        init: InitScheme::Torchvision,
     }
 }
 
@@ -312,6 +314,7 @@ pub fn se(c_: usize, size: usize, r: usize) -> Result<Calc, ArchError> {
             &Pn::new("se.fc1", vec![]),
             &Pn::new("se.fc2", vec![]),
         )
+        .map(|(y, _)| y)
     })?;
     let c = analyze(&g);
     let s = (c_ / r) as u64;

@@ -352,6 +352,122 @@ pub fn tensor_suffixes(op: &Op) -> Vec<(&'static str, Vec<usize>, bool)> {
     }
 }
 
+/// What a block of the graph is, with the settings it was built from. Commands that explain,
+/// profile or probe a block read this instead of guessing from node names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BlockKind {
+    /// Layers before the first block.
+    Stem,
+    /// Layers after the last block: final convs, pooling, classifier.
+    Head,
+    /// A plain layer group (conv-BN-act, a stage's last 1×1 conv, pooling between stages).
+    Plain,
+    /// MobileNetV1 depthwise-separable block: depthwise k×k → pointwise 1×1.
+    DepthwiseSeparable {
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+    },
+    /// Inverted residual (MobileNetV2) / MBConv (MobileNetV3, EfficientNet): optional 1×1
+    /// expansion to `mid` channels → depthwise k×k → optional SE → linear 1×1 projection.
+    InvertedResidual {
+        cin: usize,
+        mid: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        /// Whether the 1×1 expansion conv exists.
+        expand: bool,
+        /// Whether the block adds its input (stride 1, same channels).
+        residual: bool,
+        se: Option<SeInfo>,
+    },
+    /// ResNet basic block (two 3×3 convs) or bottleneck (1×1 → 3×3 → 1×1), optionally with SE.
+    Residual {
+        cin: usize,
+        planes: usize,
+        cout: usize,
+        stride: usize,
+        bottleneck: bool,
+        /// Whether the shortcut is a 1×1 conv + BN projection.
+        projection: bool,
+        se: Option<SeInfo>,
+    },
+    /// ShuffleNetV1 unit: grouped 1×1 → channel shuffle → depthwise 3×3 → grouped 1×1.
+    ShuffleV1 {
+        cin: usize,
+        mid: usize,
+        cout: usize,
+        groups: usize,
+        stride: usize,
+    },
+    /// ShuffleNetV2 unit: channel split (stride 1) or two branches (stride 2), concat, shuffle.
+    ShuffleV2 {
+        cin: usize,
+        cout: usize,
+        stride: usize,
+    },
+}
+
+/// The squeeze-and-excitation module of a block.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeInfo {
+    /// Path of the SE module (its pool, gate and scale nodes are `{path}.pool`, `.gate`, `.scale`).
+    pub path: String,
+    /// Channels it recalibrates.
+    pub channels: usize,
+    /// Width of its bottleneck.
+    pub squeeze: usize,
+    /// Its nodes (pool, the two FCs and their activations, gate, scale), in graph order.
+    pub nodes: std::ops::Range<NodeId>,
+}
+
+impl BlockKind {
+    /// The block's SE module, if it has one.
+    pub fn se(&self) -> Option<&SeInfo> {
+        match self {
+            BlockKind::InvertedResidual { se, .. } | BlockKind::Residual { se, .. } => se.as_ref(),
+            _ => None,
+        }
+    }
+    /// Short name, e.g. `inverted_residual`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BlockKind::Stem => "stem",
+            BlockKind::Head => "head",
+            BlockKind::Plain => "plain",
+            BlockKind::DepthwiseSeparable { .. } => "depthwise_separable",
+            BlockKind::InvertedResidual { .. } => "inverted_residual",
+            BlockKind::Residual { .. } => "residual",
+            BlockKind::ShuffleV1 { .. } => "shuffle_v1",
+            BlockKind::ShuffleV2 { .. } => "shuffle_v2",
+        }
+    }
+}
+
+/// A block: a contiguous run of nodes built by one block function.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Block {
+    /// The block's path (every node in it has `node.block == path`).
+    pub path: String,
+    pub kind: BlockKind,
+    /// Its nodes, `first..end` in graph order.
+    pub nodes: std::ops::Range<NodeId>,
+}
+
+/// How a model's parameters are initialised when it is not loaded from a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitScheme {
+    /// torchvision's MobileNet/ShuffleNet/ResNet init: He-normal (fan-out) convs, BN γ=1 β=0,
+    /// linear layers N(0, 0.01²) with zero bias.
+    Torchvision,
+    /// EfficientNet's init: as torchvision, but linear layers U(−1/√fout, 1/√fout).
+    EfficientNet,
+}
+
 /// Per-model facts that travel with the graph.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelMeta {
@@ -366,6 +482,8 @@ pub struct ModelMeta {
     /// Input normalization (mean, std in [0,1] pixel units) the zoo records for pretrained weights.
     pub norm_mean: [f32; 3],
     pub norm_std: [f32; 3],
+    /// Parameter initialisation of a fresh model.
+    pub init: InitScheme,
 }
 
 /// ImageNet-style (224², strided stem) or CIFAR-style (32², 3×3 stride-1 stem, fewer early strides).
@@ -392,9 +510,34 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// The node whose output is the model's output (logits).
     pub output: NodeId,
+    /// The blocks, in graph order; together they cover every node but the input.
+    pub blocks: Vec<Block>,
 }
 
 impl Graph {
+    /// The block holding node `id` (`None` for the input node).
+    pub fn block_of(&self, id: NodeId) -> Option<&Block> {
+        self.blocks.iter().find(|b| b.nodes.contains(&id))
+    }
+    /// Whether the network is built from depthwise blocks (depthwise-separable, inverted
+    /// residual / MBConv, ShuffleNet units) rather than dense convolutions.
+    pub fn depthwise_built(&self) -> bool {
+        self.blocks.iter().any(|b| {
+            matches!(
+                b.kind,
+                BlockKind::DepthwiseSeparable { .. }
+                    | BlockKind::InvertedResidual { .. }
+                    | BlockKind::ShuffleV1 { .. }
+                    | BlockKind::ShuffleV2 { .. }
+            )
+        })
+    }
+    /// Whether node `id` belongs to a squeeze-and-excitation module.
+    pub fn in_se(&self, id: NodeId) -> bool {
+        self.block_of(id)
+            .and_then(|b| b.kind.se())
+            .is_some_and(|se| se.nodes.contains(&id))
+    }
     pub fn input_shape(&self) -> Shape {
         self.nodes[0].shape
     }
@@ -469,6 +612,34 @@ impl Graph {
                     msg: "input after node".into(),
                 });
             }
+        }
+        // The blocks partition the nodes after the input, in order, and agree with each node's
+        // block name.
+        let mut next = 1.min(self.nodes.len());
+        for b in &self.blocks {
+            let bad = |msg: String| ArchError::Invalid {
+                path: b.path.clone(),
+                msg,
+            };
+            if b.nodes.start != next || b.nodes.end > self.nodes.len() || b.nodes.is_empty() {
+                return Err(bad(format!(
+                    "block covers nodes {:?}, expected a non-empty range from {next}",
+                    b.nodes
+                )));
+            }
+            if let Some(n) = self.nodes[b.nodes.clone()]
+                .iter()
+                .find(|n| n.block != b.path)
+            {
+                return Err(bad(format!("node {} is in block `{}`", n.path, n.block)));
+            }
+            next = b.nodes.end;
+        }
+        if !self.blocks.is_empty() && next != self.nodes.len() {
+            return Err(ArchError::Invalid {
+                path: self.nodes[next].path.clone(),
+                msg: "node outside every block".into(),
+            });
         }
         Ok(())
     }

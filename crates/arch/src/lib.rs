@@ -19,4 +19,4 @@ pub mod zoo;
 pub use error::ArchError;
 pub use graph::{Act, Conv, Graph, Layout, ModelMeta, Node, NodeId, Op, Pad, Profile, Shape};
 pub use norm::Normalization;
-pub use zoo::{entries, entry, resolve, Options};
+pub use zoo::{entries, entry, resolve, se_baseline, Options};

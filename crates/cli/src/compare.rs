@@ -371,7 +371,7 @@ fn build_report(rows: &[Row], groups: &[RunGroup]) -> Result<Report> {
             .iter()
             .filter_map(|se| {
                 let base = groups.iter().find(|b| {
-                    se.model.strip_prefix("se_") == Some(b.model.as_str())
+                    effcnn_arch::se_baseline(&se.model) == Some(b.model.as_str())
                         && (b.epochs, &b.data, b.width) == (se.epochs, &se.data, se.width)
                 })?;
                 Some(se_pair_verdict(

@@ -445,8 +445,9 @@ fn analysis(which: Which, rs: &[ModelResult]) -> String {
         },
         Which::Se => {
             let mut s = String::new();
-            for r in rs.iter().filter(|r| r.model.starts_with("se_")) {
-                if let Some(b) = find(rs, &r.model[3..]) {
+            for r in rs {
+                let base = effcnn_arch::se_baseline(&r.model);
+                if let Some(b) = base.and_then(|b| find(rs, b)) {
                     s.push_str(&se_pair_verdict(
                         (&b.model, b.params, b.macs, &b.accs),
                         (&r.model, r.params, r.macs, &r.accs),

@@ -4,7 +4,8 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use effcnn_arch::calc::{self, Dims};
-use effcnn_arch::{diagram, resolve, Graph, Op, Options};
+use effcnn_arch::graph::BlockKind;
+use effcnn_arch::{diagram, resolve, Graph, Options};
 
 use crate::common::{out, render, Format};
 use crate::zoo_cmds::calc_table;
@@ -32,102 +33,75 @@ pub struct ExplainArgs {
     pub block: Option<String>,
 }
 
-/// Find a block of the topic's kind in a graph and return its dims and the block name.
+/// Find a block of the topic's kind in a graph (the graph's typed blocks) and return its dims,
+/// the topic's extra number (SE ratio r, shuffle groups g, expansion t) and the block name.
 fn pick(g: &Graph, topic: Topic, want: Option<&str>) -> Result<(String, Dims, usize)> {
-    for n in &g.nodes {
-        if let Some(b) = want {
-            if n.block != b {
-                continue;
-            }
+    for b in &g.blocks {
+        if want.is_some_and(|w| w != b.path) {
+            continue;
         }
-        let in_shape = |id: usize| g.nodes[g.nodes[id].inputs[0]].shape;
-        match (topic, &n.op) {
-            (Topic::Dwsep, Op::Conv(c)) if c.is_depthwise() => {
-                let id = g.nodes.iter().position(|m| std::ptr::eq(m, n)).unwrap_or(0);
-                // The next pointwise conv of the same block gives C_out.
-                let cout = g.nodes[id..]
-                    .iter()
-                    .take_while(|m| m.block == n.block)
-                    .find_map(|m| match &m.op {
-                        Op::Conv(p) if p.is_pointwise() => Some(p.cout),
-                        _ => None,
-                    })
-                    .unwrap_or(c.cout);
-                let s = in_shape(id);
-                return Ok((
-                    n.block.clone(),
-                    Dims {
-                        k: c.k.0,
-                        cin: c.cin,
-                        cout,
-                        size: s.h,
-                        stride: c.stride.0,
-                    },
-                    0,
-                ));
-            }
-            (Topic::Se, Op::Scale) => {
-                let s = n.shape;
-                let gate = n.inputs[1];
-                // fc1 output channels give the squeeze width → ratio.
-                let fc1 = g.nodes[..gate].iter().rev().find_map(|m| match &m.op {
-                    Op::Conv(c) if c.cout != s.c => Some(c.cout),
-                    _ => None,
-                });
-                let r = fc1.map(|w| (s.c / w.max(1)).max(1)).unwrap_or(16);
-                return Ok((
-                    n.block.clone(),
-                    Dims {
-                        k: 1,
-                        cin: s.c,
-                        cout: s.c,
-                        size: s.h,
-                        stride: 1,
-                    },
-                    r,
-                ));
-            }
-            (Topic::Shuffle, Op::Shuffle { groups }) => {
-                let s = n.shape;
-                return Ok((
-                    n.block.clone(),
-                    Dims {
-                        k: 3,
-                        cin: s.c * 4,
-                        cout: s.c * 4,
-                        size: s.h,
-                        stride: 1,
-                    },
-                    *groups,
-                ));
-            }
-            (Topic::InvertedResidual, Op::Conv(c)) if c.is_depthwise() && n.block.contains('.') => {
-                let id = g.nodes.iter().position(|m| std::ptr::eq(m, n)).unwrap_or(0);
-                let first = g
-                    .nodes
-                    .iter()
-                    .position(|m| m.block == n.block)
-                    .unwrap_or(id);
-                let bin = g.nodes[g.nodes[first].inputs[0]].shape;
-                let last = g
-                    .nodes
-                    .iter()
-                    .rposition(|m| m.block == n.block)
-                    .unwrap_or(id);
-                let t = (c.cin / bin.c.max(1)).max(1);
-                return Ok((
-                    n.block.clone(),
-                    Dims {
-                        k: c.k.0,
-                        cin: bin.c,
-                        cout: g.nodes[last].shape.c,
-                        size: bin.h,
-                        stride: c.stride.0,
-                    },
-                    t,
-                ));
-            }
-            _ => {}
+        let size = g.nodes[g.nodes[b.nodes.start].inputs[0]].shape.h;
+        let dims = |k, cin, cout, size, stride| Dims {
+            k,
+            cin,
+            cout,
+            size,
+            stride,
+        };
+        let found = match (topic, &b.kind) {
+            (
+                Topic::Dwsep,
+                &BlockKind::DepthwiseSeparable {
+                    cin,
+                    cout,
+                    k,
+                    stride,
+                },
+            ) => Some((dims(k, cin, cout, size, stride), 0)),
+            // An inverted residual without expansion is a depthwise conv and a 1×1 projection.
+            (
+                Topic::Dwsep,
+                &BlockKind::InvertedResidual {
+                    expand: false,
+                    mid,
+                    cout,
+                    k,
+                    stride,
+                    ..
+                },
+            ) => Some((dims(k, mid, cout, size, stride), 0)),
+            (Topic::Se, kind) => kind.se().map(|se| {
+                let at = g.nodes[se.nodes.end - 1].shape.h;
+                let r = (se.channels / se.squeeze.max(1)).max(1);
+                (dims(1, se.channels, se.channels, at, 1), r)
+            }),
+            // The curriculum's unit: stride 1, c channels in and out.
+            (
+                Topic::Shuffle,
+                &BlockKind::ShuffleV1 {
+                    cin,
+                    cout,
+                    groups,
+                    stride: 1,
+                    ..
+                },
+            ) if cin == cout => Some((dims(3, cin, cout, size, 1), groups)),
+            (
+                Topic::InvertedResidual,
+                &BlockKind::InvertedResidual {
+                    cin,
+                    mid,
+                    cout,
+                    k,
+                    stride,
+                    expand: true,
+                    ..
+                },
+            ) => Some((dims(k, cin, cout, size, stride), (mid / cin.max(1)).max(1))),
+            _ => None,
+        };
+        if let Some((d, extra)) = found {
+            return Ok((b.path.clone(), d, extra));
         }
     }
     bail!(

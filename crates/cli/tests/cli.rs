@@ -181,6 +181,41 @@ fn calculators_give_the_curriculum_numbers() {
 }
 
 #[test]
+fn explain_takes_the_numbers_of_the_zoo_block_of_the_topics_kind() {
+    // EfficientNet-B0's first MBConv (t = 1): depthwise 3×3 on 32 channels, projection to 16
+    // (Tan & Le 2019, Table 1) — not the SE module's 8-channel FC between them.
+    let s = ok(&["explain", "dwsep", "--model", "efficientnet_b0"]);
+    assert!(
+        s.contains("With K=3, C_in=32, C_out=16, 112×112 input"),
+        "{s}"
+    );
+    // ShuffleNetV1 g=3: the first stride-1 unit has 240 channels at 28² (Zhang et al., Table 1).
+    let s = ok(&["explain", "shuffle", "--model", "shufflenet_v1_g3"]);
+    assert!(s.contains("With c=240, g=3, 28×28 input"), "{s}");
+    // MobileNetV2's first expanding block: 16 → 96 (t = 6) → 24, stride 2 (Table 2, row 3).
+    let s = ok(&["explain", "inverted-residual", "--model", "mobilenet_v2"]);
+    assert!(s.contains("With d′=16, t=6, d″=24, k=3, stride 2"), "{s}");
+    // SENet: r = 16 on the first SE-ResNet-50 block (256 channels).
+    let s = ok(&["explain", "se", "--model", "se_resnet50"]);
+    assert!(s.contains("With C=256, r=16"), "{s}");
+    fails(
+        &["explain", "inverted-residual", "--model", "mobilenet_v1"],
+        &["no block of this kind in mobilenet_v1"],
+    );
+    fails(
+        &[
+            "explain",
+            "se",
+            "--model",
+            "mobilenet_v2",
+            "--block",
+            "blocks.1.0",
+        ],
+        &["no block of this kind at blocks.1.0 in mobilenet_v2"],
+    );
+}
+
+#[test]
 fn bad_model_and_flags_exit_2_with_a_clear_message() {
     fails(
         &["show", "mobilenet_v9"],

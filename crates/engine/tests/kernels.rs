@@ -325,6 +325,7 @@ fn meta() -> ModelMeta {
         classes: 0,
         norm_mean: [0.0; 3],
         norm_std: [1.0; 3],
+        init: effcnn_arch::graph::InitScheme::Torchvision,
     }
 }
 

@@ -200,11 +200,12 @@ pub fn measure(
     })
 }
 
-/// The group a node is totalled under: conv kinds as `effcnn show` names them, every
-/// activation as `act`, squeeze-excitation nodes (any node under a `.se.` path, and the gate
-/// multiply) as `se/scale`.
-pub fn op_group(node: &effcnn_arch::Node) -> &'static str {
-    if node.path.contains(".se.") || node.path.starts_with("se.") || matches!(node.op, Op::Scale) {
+/// The group node `id` is totalled under: conv kinds as `effcnn show` names them, every
+/// activation as `act`, the nodes of squeeze-and-excitation modules (and any gate multiply) as
+/// `se/scale`.
+pub fn op_group(g: &effcnn_arch::Graph, id: usize) -> &'static str {
+    let node = &g.nodes[id];
+    if g.in_se(id) || matches!(node.op, Op::Scale) {
         return "se/scale";
     }
     match &node.op {
@@ -247,11 +248,10 @@ pub fn profile(
     if engine == Engine::Plan && on.is_cpu() {
         let mut plan = crate::engine::compile_plan(&model, dims, PlanOptions::default())?;
         for step in plan.steps() {
-            let first = &g.nodes[step.nodes[0]];
             rows.push((
                 step.label.clone(),
                 step.op.to_string(),
-                op_group(first).to_string(),
+                op_group(&g, step.nodes[0]).to_string(),
                 step.macs / b as u64,
             ));
         }
@@ -267,11 +267,11 @@ pub fn profile(
             runs += 1;
         }
     } else {
-        for node in &g.nodes {
+        for (id, node) in g.nodes.iter().enumerate() {
             rows.push((
                 node.path.clone(),
                 node.op.kind().to_string(),
-                op_group(node).to_string(),
+                op_group(&g, id).to_string(),
                 cost::node_macs(&node.op, node.shape),
             ));
         }
@@ -356,6 +356,23 @@ mod tests {
         let (m, p) = percentiles(&mut v);
         assert!((m - 5.5).abs() < 1e-9);
         assert!((p - 9.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn se_nodes_are_grouped_by_the_graphs_se_modules() {
+        let opts = effcnn_arch::Options {
+            profile: effcnn_arch::Profile::Cifar,
+            ..effcnn_arch::Options::default()
+        };
+        let g = effcnn_arch::resolve("se_resnet20", &opts).unwrap();
+        let se: Vec<usize> = (0..g.nodes.len())
+            .filter(|&i| op_group(&g, i) == "se/scale")
+            .collect();
+        // Nine SE modules of pool, fc1, relu, fc2, gate, scale — every node under an `.se.` path.
+        assert_eq!(se.len(), 9 * 6);
+        assert!(se.iter().all(|&i| g.nodes[i].path.contains(".se.")));
+        let plain = effcnn_arch::resolve("resnet20", &opts).unwrap();
+        assert!((0..plain.nodes.len()).all(|i| op_group(&plain, i) != "se/scale"));
     }
 
     #[test]

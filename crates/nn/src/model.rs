@@ -143,11 +143,7 @@ impl EffNet {
     pub fn new(graph: &Graph, device: &Device, init: InitConfig) -> Result<EffNet, NnError> {
         graph.validate()?;
         let mut rng = HostRng::new(init.seed);
-        let efficientnet_linear = graph
-            .meta
-            .family
-            .to_ascii_lowercase()
-            .contains("efficientnet");
+        let efficientnet_linear = graph.meta.init == effcnn_arch::graph::InitScheme::EfficientNet;
         let mut convs = Vec::new();
         let mut bns = Vec::new();
         let mut linears = Vec::new();

@@ -32,6 +32,7 @@ fn tiny(dropout: f64) -> Graph {
             classes: 2,
             norm_mean: [0.0; 3],
             norm_std: [1.0; 3],
+            init: effcnn_arch::graph::InitScheme::Torchvision,
         },
         y,
     )
@@ -220,6 +221,7 @@ fn ceil_mode_max_pool_clips_windows_like_pytorch() {
             classes: 2,
             norm_mean: [0.0; 3],
             norm_std: [1.0; 3],
+            init: effcnn_arch::graph::InitScheme::Torchvision,
         };
         let graph = g.finish(meta, y).unwrap();
         let n = 2;

@@ -244,11 +244,14 @@ pub struct TrainConfig {
     pub resolved: Option<ResolvedData>,
 }
 
-/// Whether a zoo model is built mostly from depthwise convolutions.
-fn depthwise_heavy(model: &str) -> bool {
-    ["dwsep", "mobilenet", "shufflenet", "efficientnet"]
-        .iter()
-        .any(|p| model.starts_with(p))
+/// Whether a zoo model is built from depthwise blocks ([`effcnn_arch::Graph::depthwise_built`]);
+/// an unknown model is not (validation names it later).
+fn depthwise_heavy(model: &str, profile: Profile) -> bool {
+    let opts = effcnn_arch::Options {
+        profile,
+        ..effcnn_arch::Options::default()
+    };
+    effcnn_arch::resolve(model, &opts).is_ok_and(|g| g.depthwise_built())
 }
 
 impl TrainConfig {
@@ -262,7 +265,7 @@ impl TrainConfig {
     /// ImageNet profile: the same with label smoothing 0.1 and weight decay 4·10⁻⁵ for the
     /// depthwise-heavy nets (the MobileNet papers' value) or 10⁻⁴ otherwise.
     pub fn recommended(model: &str, profile: Profile, data: &str) -> TrainConfig {
-        let dw = depthwise_heavy(model);
+        let dw = depthwise_heavy(model, profile);
         let (weight_decay, label_smoothing) = match (profile, dw) {
             (Profile::Cifar, _) => (5e-4, 0.0),
             (Profile::Imagenet, true) => (4e-5, 0.1),
@@ -391,6 +394,20 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depthwise_built_models_are_the_mobile_families_and_dwsep_cnn() {
+        // The zoo's names say which family a model is from: the graph's blocks must agree.
+        for e in effcnn_arch::entries() {
+            let by_name = ["dwsep", "mobilenet", "shufflenet", "efficientnet"]
+                .iter()
+                .any(|p| e.name.starts_with(p));
+            for profile in [Profile::Cifar, Profile::Imagenet] {
+                assert_eq!(depthwise_heavy(e.name, profile), by_name, "{}", e.name);
+            }
+        }
+        assert!(!depthwise_heavy("no_such_model", Profile::Cifar));
+    }
 
     #[test]
     fn recommended_recipes_and_validation() {

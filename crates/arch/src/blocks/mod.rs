@@ -6,7 +6,7 @@
 
 use crate::builder::{join, GraphBuilder, Names};
 use crate::error::ArchError;
-use crate::graph::{Act, NodeId};
+use crate::graph::{Act, BlockKind, NodeId, SeInfo};
 
 pub mod residual;
 pub mod shuffle;
@@ -153,7 +153,8 @@ pub struct SeCfg {
 
 /// Squeeze (global average pool) → FC reduce → act → FC expand → gate → channel-wise scale.
 /// The FC layers are 1×1 convolutions with bias, as in torchvision and timm. `path` is the SE
-/// module's path; its gate node is `{path}.gate`.
+/// module's path; its gate node is `{path}.gate`. Returns the scaled output and the module's
+/// description for its block.
 pub fn squeeze_excitation(
     g: &mut GraphBuilder,
     x: NodeId,
@@ -161,7 +162,8 @@ pub fn squeeze_excitation(
     cfg: SeCfg,
     fc1: &Pn,
     fc2: &Pn,
-) -> R {
+) -> Result<(NodeId, SeInfo), ArchError> {
+    let first = g.next_id();
     let c = g.shape(x).c;
     let s = cfg.width.squeeze(c);
     let z = g.global_avg_pool(x, &join(path, "pool"));
@@ -169,7 +171,14 @@ pub fn squeeze_excitation(
     let h = g.act(h, &join(path, cfg.inner.name()), cfg.inner);
     let e = g.conv2d(h, &fc2.path, c, 1, 1, 1, true, false, fc2.names.clone())?;
     let gate = g.act(e, &join(path, "gate"), cfg.gate);
-    g.scale(x, gate, &join(path, "scale"))
+    let y = g.scale(x, gate, &join(path, "scale"))?;
+    let info = SeInfo {
+        path: path.to_string(),
+        channels: c,
+        squeeze: s,
+        nodes: first..y + 1,
+    };
+    Ok((y, info))
 }
 
 /// Names of the parameter nodes of an inverted residual / MBConv block.
@@ -215,7 +224,7 @@ pub fn inverted_residual(
     cfg: IrCfg,
     n: &IrNames,
 ) -> R {
-    g.set_block(block);
+    g.begin_block(block, BlockKind::Plain);
     let cin = g.shape(x).c;
     let mut y = x;
     if cfg.expand {
@@ -233,8 +242,10 @@ pub fn inverted_residual(
         .groups(cfg.mid)
         .same(cfg.tf_same);
     y = conv_bn_act(g, y, &n.conv_dw, &n.bn2, dw, cfg.eps, Some(cfg.act))?;
+    let mut se_info = None;
     if let Some(se) = cfg.se {
-        y = squeeze_excitation(g, y, &n.se, se, &n.se_fc1, &n.se_fc2)?;
+        let (z, info) = squeeze_excitation(g, y, &n.se, se, &n.se_fc1, &n.se_fc2)?;
+        (y, se_info) = (z, Some(info));
     }
     y = conv_bn_act(
         g,
@@ -245,12 +256,23 @@ pub fn inverted_residual(
         cfg.eps,
         None,
     )?;
-    if cfg.residual && cfg.stride == 1 && cin == cfg.cout {
+    let residual = cfg.residual && cfg.stride == 1 && cin == cfg.cout;
+    if residual {
         if cfg.drop_path > 0.0 {
             y = g.drop_path(y, &join(block, "drop_path"), cfg.drop_path);
         }
         y = g.add(y, x, &join(block, "add"))?;
     }
+    g.set_block_kind(BlockKind::InvertedResidual {
+        cin,
+        mid: cfg.mid,
+        cout: cfg.cout,
+        k: cfg.k,
+        stride: cfg.stride,
+        expand: cfg.expand,
+        residual,
+        se: se_info,
+    });
     Ok(y)
 }
 
@@ -270,8 +292,16 @@ pub fn depthwise_separable(
     conv_pw: &Pn,
     bn2: &Pn,
 ) -> R {
-    g.set_block(block);
     let cin = g.shape(x).c;
+    g.begin_block(
+        block,
+        BlockKind::DepthwiseSeparable {
+            cin,
+            cout,
+            k,
+            stride,
+        },
+    );
     let y = conv_bn_act(
         g,
         x,

@@ -10,7 +10,7 @@
 use crate::blocks::{conv_bn_act, squeeze_excitation, ConvCfg, Pn, SeCfg};
 use crate::builder::{join, GraphBuilder};
 use crate::error::ArchError;
-use crate::graph::{Act, NodeId};
+use crate::graph::{Act, BlockKind, NodeId};
 
 type R = Result<NodeId, ArchError>;
 
@@ -111,12 +111,25 @@ fn finish(
     block: &str,
     cfg: &ResCfg,
     n: &ResNames,
+    bottleneck: bool,
 ) -> R {
+    let mut se_info = None;
     if let Some(se) = cfg.se {
-        y = squeeze_excitation(g, y, &n.se, se, &n.se_fc1, &n.se_fc2)?;
+        let (z, info) = squeeze_excitation(g, y, &n.se, se, &n.se_fc1, &n.se_fc2)?;
+        (y, se_info) = (z, Some(info));
     }
     let cin = g.shape(x).c;
-    let shortcut = if needs_projection(cin, cfg) {
+    let projection = needs_projection(cin, cfg);
+    g.set_block_kind(BlockKind::Residual {
+        cin,
+        planes: cfg.planes,
+        cout: cfg.cout,
+        stride: cfg.stride,
+        bottleneck,
+        projection,
+        se: se_info,
+    });
+    let shortcut = if projection {
         conv_bn_act(
             g,
             x,
@@ -136,7 +149,7 @@ fn finish(
 /// ResNet basic block: 3×3 conv (stride) → BN → ReLU → 3×3 conv → BN [→ ReLU] [→ SE] → + shortcut
 /// → ReLU. `cfg.planes` is ignored (the inner width is `cfg.cout`).
 pub fn basic_block(g: &mut GraphBuilder, x: NodeId, block: &str, cfg: ResCfg, n: &ResNames) -> R {
-    g.set_block(block);
+    g.begin_block(block, BlockKind::Plain);
     let y = conv_bn_act(
         g,
         x,
@@ -160,13 +173,13 @@ pub fn basic_block(g: &mut GraphBuilder, x: NodeId, block: &str, cfg: ResCfg, n:
         cfg.eps,
         inner_act,
     )?;
-    finish(g, x, y, block, &cfg, n)
+    finish(g, x, y, block, &cfg, n, false)
 }
 
 /// ResNet bottleneck: 1×1 conv → BN → ReLU → 3×3 conv → BN → ReLU → 1×1 conv → BN [→ SE] →
 /// + shortcut → ReLU, the stride on the first 1×1 (v1) or on the 3×3 (v1.5).
 pub fn bottleneck(g: &mut GraphBuilder, x: NodeId, block: &str, cfg: ResCfg, n: &ResNames) -> R {
-    g.set_block(block);
+    g.begin_block(block, BlockKind::Plain);
     let (s1, s3) = match cfg.stride_at {
         StrideAt::First1x1 => (cfg.stride, 1),
         StrideAt::Conv3x3 => (1, cfg.stride),
@@ -198,5 +211,5 @@ pub fn bottleneck(g: &mut GraphBuilder, x: NodeId, block: &str, cfg: ResCfg, n: 
         cfg.eps,
         None,
     )?;
-    finish(g, x, y, block, &cfg, n)
+    finish(g, x, y, block, &cfg, n, true)
 }

@@ -13,7 +13,7 @@
 use crate::blocks::{conv_bn_act, ConvCfg, Pn};
 use crate::builder::{join, GraphBuilder};
 use crate::error::ArchError;
-use crate::graph::{Act, NodeId};
+use crate::graph::{Act, BlockKind, NodeId};
 
 type R = Result<NodeId, ArchError>;
 
@@ -55,8 +55,17 @@ pub fn shufflenet_v1_unit(
     cfg: ShuffleV1Cfg,
     n: &ShuffleV1Names,
 ) -> R {
-    g.set_block(block);
     let cin = g.shape(x).c;
+    g.begin_block(
+        block,
+        BlockKind::ShuffleV1 {
+            cin,
+            mid: cfg.mid,
+            cout: cfg.cout,
+            groups: cfg.groups,
+            stride: cfg.stride,
+        },
+    );
     let branch_out = if cfg.stride == 1 {
         cfg.cout
     } else {
@@ -138,8 +147,8 @@ pub fn shufflenet_v2_unit(
     eps: f64,
     n: &ShuffleV2Names,
 ) -> R {
-    g.set_block(block);
     let cin = g.shape(x).c;
+    g.begin_block(block, BlockKind::ShuffleV2 { cin, cout, stride });
     let relu = Act::Relu;
     if cout % 2 != 0 {
         return Err(ArchError::Invalid {

@@ -25,7 +25,8 @@ use crate::blocks::residual::StrideAt;
 use crate::blocks::{conv_bn_act, ConvCfg, Pn};
 use crate::error::ArchError;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
-use crate::zoo::resnet::{residual_stages, BlockKind, Naming, ResNetSpec, SE_SENET};
+use crate::graph::{BlockKind, InitScheme};
+use crate::zoo::resnet::{residual_stages, Naming, ResNetSpec, ResidualKind, SE_SENET};
 use crate::zoo::{Entry, Options, Reported};
 
 /// CIFAR-10 training-set per-channel mean and std (in [0,1] units), as used by the CIFAR ports.
@@ -94,7 +95,7 @@ pub fn build(name: &'static str, o: &Options) -> Result<Graph, ArchError> {
     let spec = ResNetSpec {
         name,
         family,
-        block: BlockKind::Basic,
+        block: ResidualKind::Basic,
         layers,
         planes: PLANES,
         strides: STRIDES,
@@ -105,7 +106,7 @@ pub fn build(name: &'static str, o: &Options) -> Result<Graph, ArchError> {
     };
 
     let (mut g, x) = crate::builder::GraphBuilder::new(Shape::new(3, res, res));
-    g.set_block("stem");
+    g.begin_block("stem", BlockKind::Stem);
     let mut y = conv_bn_act(
         &mut g,
         x,
@@ -116,7 +117,7 @@ pub fn build(name: &'static str, o: &Options) -> Result<Graph, ArchError> {
         Some(Act::Relu),
     )?;
     y = residual_stages(&mut g, y, &spec)?;
-    g.set_block("head");
+    g.begin_block("head", BlockKind::Head);
     y = g.global_avg_pool(y, "global_pool");
     y = g.flatten(y, "flatten");
     if let Some(p) = o.dropout.filter(|p| *p > 0.0) {
@@ -135,6 +136,7 @@ pub fn build(name: &'static str, o: &Options) -> Result<Graph, ArchError> {
             classes,
             norm_mean: CIFAR10_MEAN,
             norm_std: CIFAR10_STD,
+            init: InitScheme::Torchvision,
         },
         y,
     )

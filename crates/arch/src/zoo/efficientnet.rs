@@ -37,6 +37,7 @@ use crate::blocks::{
 use crate::builder::{join, names, GraphBuilder};
 use crate::error::ArchError;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
+use crate::graph::{BlockKind, InitScheme};
 use crate::zoo::{Entry, Options, Reported, IMAGENET_MEAN, IMAGENET_STD, TF127_MEAN, TF127_STD};
 
 /// The B0 baseline (paper Table 1): expansion t, kernel k, first stride s, input width, output
@@ -219,7 +220,7 @@ fn build(o: &Options, spec: &Spec) -> Result<Graph, ArchError> {
     };
 
     let (mut g, x) = GraphBuilder::new(Shape::new(3, res, res));
-    g.set_block("stem");
+    g.begin_block("stem", BlockKind::Stem);
     let stem_c = if lite { 32 } else { adjust(STAGES[0].3) };
     let mut y = conv_bn_act(
         &mut g,
@@ -313,7 +314,7 @@ fn build(o: &Options, spec: &Spec) -> Result<Graph, ArchError> {
         }
     }
 
-    g.set_block("head");
+    g.begin_block("head", BlockKind::Head);
     let head_c = if lite { 1280 } else { 4 * g.shape(y).c };
     let tv_head = format!("features.{}", STAGES.len() + 1);
     y = conv_bn_act(
@@ -359,6 +360,7 @@ fn build(o: &Options, spec: &Spec) -> Result<Graph, ArchError> {
             classes,
             norm_mean,
             norm_std,
+            init: InitScheme::EfficientNet,
         },
         y,
     )

@@ -18,6 +18,7 @@ use crate::blocks::{conv_bn_act, depthwise_separable, divisible8, ConvCfg, Pn};
 use crate::builder::{join, names, GraphBuilder};
 use crate::error::ArchError;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
+use crate::graph::{BlockKind, InitScheme};
 use crate::zoo::{Entry, Options, Reported};
 
 /// timm's MobileNetV1 weights (`mobilenetv1_100.ra4_e3600_r224_in1k`) take mean = std = 0.5.
@@ -72,7 +73,7 @@ pub fn build(o: &Options) -> Result<Graph, ArchError> {
     let pn = |path: String| Pn::new(path.clone(), names(None, Some(path), None));
 
     let (mut g, x) = GraphBuilder::new(Shape::new(3, res, res));
-    g.set_block("stem");
+    g.begin_block("stem", BlockKind::Stem);
     let stem_stride = if cifar { 1 } else { 2 };
     let mut y = conv_bn_act(
         &mut g,
@@ -106,7 +107,7 @@ pub fn build(o: &Options) -> Result<Graph, ArchError> {
         }
     }
 
-    g.set_block("head");
+    g.begin_block("head", BlockKind::Head);
     y = g.global_avg_pool(y, "global_pool");
     y = g.flatten(y, "flatten");
     y = g.dropout(y, "dropout", o.dropout.unwrap_or(0.2));
@@ -129,6 +130,7 @@ pub fn build(o: &Options) -> Result<Graph, ArchError> {
             classes,
             norm_mean: MOBILENET_V1_MEAN,
             norm_std: MOBILENET_V1_STD,
+            init: InitScheme::Torchvision,
         },
         y,
     )

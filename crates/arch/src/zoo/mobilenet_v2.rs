@@ -9,6 +9,7 @@ use crate::blocks::{conv_bn_act, divisible8, inverted_residual, ConvCfg, IrCfg, 
 use crate::builder::{join, names, GraphBuilder};
 use crate::error::ArchError;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
+use crate::graph::{BlockKind, InitScheme};
 use crate::zoo::{Entry, Options, Reported, IMAGENET_MEAN, IMAGENET_STD};
 
 /// The paper's Table 2 rows: expansion t, output channels c, repeats n, first stride s.
@@ -48,7 +49,7 @@ pub fn build(o: &Options) -> Result<Graph, ArchError> {
     let act = Act::Relu6;
 
     let (mut g, x) = GraphBuilder::new(Shape::new(3, res, res));
-    g.set_block("stem");
+    g.begin_block("stem", BlockKind::Stem);
     let stem_c = divisible8(32.0 * width);
     let stem_stride = if cifar { 1 } else { 2 };
     let mut y = conv_bn_act(
@@ -120,7 +121,7 @@ pub fn build(o: &Options) -> Result<Graph, ArchError> {
         }
     }
 
-    g.set_block("head");
+    g.begin_block("head", BlockKind::Head);
     let last = divisible8(1280.0 * width.max(1.0));
     y = conv_bn_act(
         &mut g,
@@ -167,6 +168,7 @@ pub fn build(o: &Options) -> Result<Graph, ArchError> {
             classes,
             norm_mean: IMAGENET_MEAN,
             norm_std: IMAGENET_STD,
+            init: InitScheme::Torchvision,
         },
         y,
     )

@@ -30,6 +30,7 @@ use crate::blocks::{
 use crate::builder::{join, names, GraphBuilder};
 use crate::error::ArchError;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
+use crate::graph::{BlockKind, InitScheme};
 use crate::zoo::{Entry, Options, Reported, IMAGENET_MEAN, IMAGENET_STD};
 
 /// One row of the paper's Tables 1 and 2 (torchvision's `InvertedResidualConfig`).
@@ -167,7 +168,7 @@ fn build(o: &Options, name: &str, spec: &[Bneck], hidden: usize) -> Result<Graph
     let pn = |canon: String, tv: String| Pn::new(canon, names(Some(tv), None, None));
 
     let (mut g, x) = GraphBuilder::new(Shape::new(3, res, res));
-    g.set_block("stem");
+    g.begin_block("stem", BlockKind::Stem);
     let stem_stride = if cifar { 1 } else { 2 };
     let mut y = conv_bn_act(
         &mut g,
@@ -245,7 +246,7 @@ fn build(o: &Options, name: &str, spec: &[Bneck], hidden: usize) -> Result<Graph
 
     let last_stage = spec.last().map_or(0, |r| r.stage) + 1;
     let last = format!("blocks.{last_stage}.0");
-    g.set_block(&last);
+    g.begin_block(&last, BlockKind::Plain);
     let tv_last = format!("features.{}", spec.len() + 1);
     let last_c = 6 * g.shape(y).c;
     y = conv_bn_act(
@@ -258,7 +259,7 @@ fn build(o: &Options, name: &str, spec: &[Bneck], hidden: usize) -> Result<Graph
         Some(Act::HardSwish),
     )?;
 
-    g.set_block("head");
+    g.begin_block("head", BlockKind::Head);
     y = g.global_avg_pool(y, "global_pool");
     y = g.flatten(y, "flatten");
     y = g.linear(
@@ -289,6 +290,7 @@ fn build(o: &Options, name: &str, spec: &[Bneck], hidden: usize) -> Result<Graph
             classes,
             norm_mean: IMAGENET_MEAN,
             norm_std: IMAGENET_STD,
+            init: InitScheme::Torchvision,
         },
         y,
     )

@@ -121,6 +121,21 @@ pub fn entries() -> Vec<Entry> {
 }
 
 /// Look a zoo entry up by name.
+/// The zoo model that `name` adds squeeze-and-excitation to (`se_resnet20` → `resnet20`,
+/// `legacy_se_resnet50` → `resnet50`): the name without its SE prefix, when that model exists,
+/// has no SE blocks, and `name` has them.
+pub fn se_baseline(name: &str) -> Option<&'static str> {
+    let rest = name
+        .strip_prefix("se_")
+        .or_else(|| name.strip_prefix("legacy_se_"))?;
+    let base = entries().into_iter().find(|e| e.name == rest)?;
+    let has_se = |n: &str| {
+        let o = Options::default();
+        resolve(n, &o).is_ok_and(|g| g.blocks.iter().any(|b| b.kind.se().is_some()))
+    };
+    (has_se(name) && !has_se(base.name)).then_some(base.name)
+}
+
 pub fn entry(name: &str) -> Result<Entry, ArchError> {
     let all = entries();
     if let Some(e) = all.iter().find(|e| e.name == name) {

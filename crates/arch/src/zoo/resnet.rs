@@ -35,11 +35,12 @@ use crate::blocks::{conv_bn_act, ConvCfg, Pn, SeCfg, SeWidth};
 use crate::builder::{join, names, GraphBuilder, Names};
 use crate::error::ArchError;
 use crate::graph::{Act, Graph, ModelMeta, NodeId, Profile, Shape};
+use crate::graph::{BlockKind, InitScheme};
 use crate::zoo::{Entry, Options, Reported, IMAGENET_MEAN, IMAGENET_STD};
 
 /// Which residual block a network stacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockKind {
+pub enum ResidualKind {
     Basic,
     /// Bottleneck with expansion 4.
     Bottleneck,
@@ -63,7 +64,7 @@ pub enum Naming {
 pub struct ResNetSpec {
     pub name: &'static str,
     pub family: &'static str,
-    pub block: BlockKind,
+    pub block: ResidualKind,
     /// Blocks per stage.
     pub layers: &'static [usize],
     /// Planes per stage (block width; bottleneck outputs are 4×).
@@ -132,15 +133,15 @@ pub fn residual_stages(
             let s = if unit == 0 { stride } else { 1 };
             let names = block_names(spec.naming, stage, unit);
             let cfg = match spec.block {
-                BlockKind::Basic => ResCfg::basic(planes, s),
-                BlockKind::Bottleneck => ResCfg::bottleneck(planes, s),
+                ResidualKind::Basic => ResCfg::basic(planes, s),
+                ResidualKind::Bottleneck => ResCfg::bottleneck(planes, s),
             }
             .stride_at(spec.stride_at)
             .se(spec.se)
             .act_before_se(spec.act_before_se);
             y = match spec.block {
-                BlockKind::Basic => basic_block(g, y, &block, cfg, &names)?,
-                BlockKind::Bottleneck => bottleneck(g, y, &block, cfg, &names)?,
+                ResidualKind::Basic => basic_block(g, y, &block, cfg, &names)?,
+                ResidualKind::Bottleneck => bottleneck(g, y, &block, cfg, &names)?,
             };
         }
     }
@@ -193,7 +194,7 @@ pub fn spec(name: &str) -> Option<ResNetSpec> {
         naming: Naming::TimmLegacy,
         ..plain(name, block, layers)
     };
-    use BlockKind::{Basic, Bottleneck};
+    use ResidualKind::{Basic, Bottleneck};
     Some(match name {
         "resnet18" => plain("resnet18", Basic, L18),
         "resnet34" => plain("resnet34", Basic, L34),
@@ -274,7 +275,7 @@ pub fn build(name: &str, o: &Options) -> Result<Graph, ArchError> {
     let eps = 1e-5;
 
     let (mut g, x) = GraphBuilder::new(Shape::new(3, res, res));
-    g.set_block("stem");
+    g.begin_block("stem", BlockKind::Stem);
     let (stem_conv, stem_bn) = if legacy {
         ("layer0.conv1", "layer0.bn1")
     } else {
@@ -305,7 +306,7 @@ pub fn build(name: &str, o: &Options) -> Result<Graph, ArchError> {
 
     y = residual_stages(&mut g, y, &spec)?;
 
-    g.set_block("head");
+    g.begin_block("head", BlockKind::Head);
     y = g.global_avg_pool(y, "global_pool");
     y = g.flatten(y, "flatten");
     let dropout = o.dropout.or(if legacy { Some(0.2) } else { None });
@@ -326,6 +327,7 @@ pub fn build(name: &str, o: &Options) -> Result<Graph, ArchError> {
             classes,
             norm_mean: IMAGENET_MEAN,
             norm_std: IMAGENET_STD,
+            init: InitScheme::Torchvision,
         },
         y,
     )

@@ -19,6 +19,7 @@ use crate::blocks::{conv_bn_act, ConvCfg, Pn};
 use crate::builder::{join, names, GraphBuilder};
 use crate::error::ArchError;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
+use crate::graph::{BlockKind, InitScheme};
 use crate::zoo::{Entry, Options, Reported, IMAGENET_MEAN, IMAGENET_STD};
 
 /// Units per stage (stages 2, 3, 4).
@@ -81,7 +82,7 @@ pub fn build(name: &str, width: f64, o: &Options) -> Result<Graph, ArchError> {
     let eps = 1e-5;
 
     let (mut g, x) = GraphBuilder::new(Shape::new(3, res, res));
-    g.set_block("stem");
+    g.begin_block("stem", BlockKind::Stem);
     let mut y = conv_bn_act(
         &mut g,
         x,
@@ -118,7 +119,7 @@ pub fn build(name: &str, width: f64, o: &Options) -> Result<Graph, ArchError> {
         }
     }
 
-    g.set_block("head");
+    g.begin_block("head", BlockKind::Head);
     y = conv_bn_act(
         &mut g,
         y,
@@ -146,6 +147,7 @@ pub fn build(name: &str, width: f64, o: &Options) -> Result<Graph, ArchError> {
             classes,
             norm_mean: IMAGENET_MEAN,
             norm_std: IMAGENET_STD,
+            init: InitScheme::Torchvision,
         },
         y,
     )

@@ -22,6 +22,7 @@ use crate::blocks::{conv_bn_act, depthwise_separable, ConvCfg, Pn};
 use crate::builder::{join, GraphBuilder};
 use crate::error::ArchError;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
+use crate::graph::{BlockKind, InitScheme};
 use crate::zoo::cifar_resnet::{CIFAR10_MEAN, CIFAR10_STD};
 use crate::zoo::{Entry, Options};
 
@@ -84,7 +85,7 @@ pub fn build(separable: bool, o: &Options) -> Result<Graph, ArchError> {
                     &p("bn2"),
                 )?
             } else {
-                g.set_block(&block);
+                g.begin_block(&block, BlockKind::Plain);
                 conv_bn_act(
                     &mut g,
                     y,
@@ -100,7 +101,7 @@ pub fn build(separable: bool, o: &Options) -> Result<Graph, ArchError> {
             y = g.max_pool(y, &format!("blocks.{stage}.pool"), 2, 2, 0)?;
         }
     }
-    g.set_block("head");
+    g.begin_block("head", BlockKind::Head);
     y = g.global_avg_pool(y, "global_pool");
     y = g.flatten(y, "flatten");
     if let Some(p) = o.dropout.filter(|p| *p > 0.0) {
@@ -119,6 +120,7 @@ pub fn build(separable: bool, o: &Options) -> Result<Graph, ArchError> {
             classes,
             norm_mean: CIFAR10_MEAN,
             norm_std: CIFAR10_STD,
+            init: InitScheme::Torchvision,
         },
         y,
     )
