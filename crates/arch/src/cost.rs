@@ -166,40 +166,22 @@ pub fn peak_live_elements(g: &Graph) -> u64 {
 /// storage; the model's output stays alive to the end.
 pub fn live_intervals(g: &Graph) -> Vec<crate::liveness::Interval> {
     let n = g.nodes.len();
-    let mut last_use: Vec<NodeId> = (0..n).collect();
-    for (i, node) in g.nodes.iter().enumerate() {
-        for &j in &node.inputs {
-            last_use[j] = last_use[j].max(i);
-        }
-    }
-    last_use[g.output] = n;
-    let is_view = |op: &Op| matches!(op, Op::Flatten | Op::Dropout { .. } | Op::DropPath { .. });
+    let uses = crate::liveness::Uses::through_views(g);
     g.nodes
         .iter()
         .enumerate()
-        .filter(|(_, node)| !is_view(&node.op))
+        .filter(|(_, node)| !crate::liveness::is_inference_view(&node.op))
         .map(|(i, node)| crate::liveness::Interval {
             size: node.shape.numel(),
             first: i,
-            last: last_use_through_views(g, i, &last_use, is_view),
+            // A tensor lives as long as any view of it is used; the output to the end.
+            last: if uses.is_output(i) {
+                n
+            } else {
+                uses.last_reader(i).unwrap_or(i)
+            },
         })
         .collect()
-}
-
-fn last_use_through_views(
-    g: &Graph,
-    j: NodeId,
-    last_use: &[NodeId],
-    is_view: impl Fn(&Op) -> bool + Copy,
-) -> NodeId {
-    // A tensor lives as long as any view of it is used.
-    let mut end = last_use[j];
-    for (i, node) in g.nodes.iter().enumerate().skip(j + 1) {
-        if is_view(&node.op) && node.inputs.contains(&j) {
-            end = end.max(last_use_through_views(g, i, last_use, is_view));
-        }
-    }
-    end
 }
 
 /// Other tools' totals reproduced from the same graph.

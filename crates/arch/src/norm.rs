@@ -55,6 +55,31 @@ impl Default for Normalization {
 }
 
 impl ModelMeta {
+    /// The meta of a model built as torchvision builds it: depth multiplier 1, ImageNet input
+    /// normalization, torchvision's initialisation. Entries that differ override fields with
+    /// struct update syntax (`ModelMeta { norm_mean, ..ModelMeta::torchvision(…) }`).
+    pub fn torchvision(
+        name: impl Into<String>,
+        family: &str,
+        profile: crate::Profile,
+        width: f64,
+        resolution: usize,
+        classes: usize,
+    ) -> ModelMeta {
+        ModelMeta {
+            name: name.into(),
+            family: family.into(),
+            profile,
+            width,
+            depth: 1.0,
+            resolution,
+            classes,
+            norm_mean: IMAGENET_MEAN,
+            norm_std: IMAGENET_STD,
+            init: crate::graph::InitScheme::Torchvision,
+        }
+    }
+
     /// The normalization the model's zoo entry records for its pretrained weights.
     pub fn normalization(&self) -> Normalization {
         Normalization {

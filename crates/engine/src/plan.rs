@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use effcnn_arch::graph::tensor_suffixes;
-use effcnn_arch::liveness::{self, Interval};
+use effcnn_arch::liveness::{self, is_inference_view, Interval, Uses};
 use effcnn_arch::{Act, Graph, NodeId, Op, Shape};
 use rayon::prelude::*;
 
@@ -193,18 +193,13 @@ impl std::fmt::Debug for Plan {
     }
 }
 
-/// Which nodes alias another node's output (flatten, dropout and drop-path at inference).
-fn is_alias(op: &Op) -> bool {
-    matches!(op, Op::Flatten | Op::Dropout { .. } | Op::DropPath { .. })
-}
-
 struct Compiler<'g> {
     g: &'g Graph,
     opts: PlanOptions,
     batch: usize,
     shapes: Vec<Shape>,
-    root: Vec<NodeId>,
-    consumers: Vec<Vec<NodeId>>,
+    /// Readers of every value, with flatten, dropout and drop-path as views of their input.
+    uses: Uses,
     vals: Vec<Option<View>>,
     steps: Vec<Step>,
     bufs: Vec<Buf>,
@@ -243,23 +238,6 @@ impl Plan {
         let [n, _, h, w] = dims;
         let shapes = spatial_shapes(graph, h, w)?;
         let nn = graph.nodes.len();
-        let mut root: Vec<NodeId> = (0..nn).collect();
-        for (i, node) in graph.nodes.iter().enumerate() {
-            if is_alias(&node.op) {
-                root[i] = root[node.inputs[0]];
-            }
-        }
-        let mut consumers = vec![Vec::new(); nn];
-        for (i, node) in graph.nodes.iter().enumerate() {
-            if is_alias(&node.op) {
-                continue;
-            }
-            for &j in &node.inputs {
-                if !consumers[root[j]].contains(&i) {
-                    consumers[root[j]].push(i);
-                }
-            }
-        }
         let mut cc = Compiler {
             g: graph,
             opts: PlanOptions {
@@ -268,15 +246,14 @@ impl Plan {
             },
             batch: n,
             shapes,
-            root,
-            consumers,
+            uses: Uses::through_views(graph),
             vals: vec![None; nn],
             steps: Vec::new(),
             bufs: Vec::new(),
             weights,
         };
         cc.build()?;
-        let out_root = cc.root[graph.output];
+        let out_root = cc.uses.root(graph.output);
         let output = cc.vals[out_root].expect("the output node was computed");
         let end = cc.steps.len();
         cc.bufs[output.buf].last = end;
@@ -739,14 +716,7 @@ impl<'g> Compiler<'g> {
 
     /// Consumers of `v`'s value, if there is exactly one and `v` is not the model's output.
     fn sole_consumer(&self, v: NodeId) -> Option<NodeId> {
-        let r = self.root[v];
-        if r == self.root[self.g.output] {
-            return None;
-        }
-        match self.consumers[r].as_slice() {
-            [one] => Some(*one),
-            _ => None,
-        }
+        self.uses.sole_reader(v)
     }
 
     fn act_of(&self, i: NodeId) -> Option<Act> {
@@ -796,9 +766,14 @@ impl<'g> Compiler<'g> {
             let node = &self.g.nodes[j];
             if matches!(node.op, Op::Add) && node.inputs.len() == 2 {
                 let (a, b) = (node.inputs[0], node.inputs[1]);
-                let other = if self.root[a] == self.root[cur] { b } else { a };
-                if self.root[other] != self.root[cur]
-                    && (self.root[a] == self.root[cur] || self.root[b] == self.root[cur])
+                let other = if self.uses.root(a) == self.uses.root(cur) {
+                    b
+                } else {
+                    a
+                };
+                if self.uses.root(other) != self.uses.root(cur)
+                    && (self.uses.root(a) == self.uses.root(cur)
+                        || self.uses.root(b) == self.uses.root(cur))
                 {
                     ch.add = Some((j, other));
                     ch.nodes.push(j);
@@ -846,7 +821,7 @@ impl<'g> Compiler<'g> {
 
     /// The value of node `i` as an input of the step being built (extends its lifetime).
     fn input(&mut self, i: NodeId) -> View {
-        let v = self.vals[self.root[i]].expect("inputs are computed before their consumers");
+        let v = self.vals[self.uses.root(i)].expect("inputs are computed before their consumers");
         let at = self.steps.len();
         let b = &mut self.bufs[v.buf];
         b.last = b.last.max(at);
@@ -930,7 +905,7 @@ impl<'g> Compiler<'g> {
                 self.emit_chain(ch)?;
                 continue;
             }
-            if absorbed[i] || is_alias(&node.op) {
+            if absorbed[i] || is_inference_view(&node.op) {
                 continue;
             }
             match &node.op {
@@ -940,7 +915,7 @@ impl<'g> Compiler<'g> {
                     self.push(Kind::Input { out }, vec![i]);
                 }
                 Op::Slice { start, len } => {
-                    let mut v = self.vals[self.root[node.inputs[0]]].expect("computed");
+                    let mut v = self.vals[self.uses.root(node.inputs[0])].expect("computed");
                     v.coff += start;
                     v.c = *len;
                     self.vals[i] = Some(v);

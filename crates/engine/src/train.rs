@@ -15,6 +15,7 @@
 //! other write belongs to exactly one task, so a step gives the same bits on any thread count.
 
 use effcnn_arch::graph::tensor_suffixes;
+use effcnn_arch::liveness::Uses;
 use effcnn_arch::{Act, Graph, NodeId, Op, Shape};
 use rayon::prelude::*;
 
@@ -195,6 +196,8 @@ impl std::fmt::Debug for TrainPlan {
     }
 }
 
+/// Ops that are views of their input in training: flatten, and dropout or drop-path that drop
+/// nothing.
 fn is_alias(op: &Op) -> bool {
     match op {
         Op::Flatten => true,
@@ -214,12 +217,8 @@ impl TrainPlan {
         let [n, _, h, w] = dims;
         let shapes = spatial_shapes(graph, h, w)?;
         let nn = graph.nodes.len();
-        let mut root: Vec<NodeId> = (0..nn).collect();
-        for (i, node) in graph.nodes.iter().enumerate() {
-            if is_alias(&node.op) {
-                root[i] = root[node.inputs[0]];
-            }
-        }
+        let uses = Uses::with_views(graph, is_alias);
+        let root: Vec<NodeId> = (0..nn).map(|i| uses.root(i)).collect();
         let mut nodes = Vec::new();
         let mut pos = vec![None; nn];
         for (i, node) in graph.nodes.iter().enumerate() {

@@ -16,6 +16,7 @@ use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, 
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions, PadMode};
 use burn::tensor::{activation, Device, Distribution, Tensor, TensorData};
 use effcnn_arch::graph::pool_out_size;
+use effcnn_arch::liveness::Uses;
 use effcnn_arch::{Act, Graph, NodeId, Op};
 
 use crate::error::NnError;
@@ -64,9 +65,9 @@ pub struct EffNet {
     graph: Graph,
     #[module(skip)]
     slots: Vec<Slot>,
-    /// For each node, the index of the last node that reads its output (`usize::MAX` for the output).
+    /// Who reads each node's output (every node a value of its own, as this interpreter runs).
     #[module(skip)]
-    last_use: Vec<usize>,
+    uses: Uses,
 }
 
 /// A conv's fused successors at inference: its batch norm and its activation (node and kind).
@@ -211,13 +212,7 @@ impl EffNet {
             };
             slots.push(slot);
         }
-        let mut last_use = vec![0usize; graph.nodes.len()];
-        for (i, node) in graph.nodes.iter().enumerate() {
-            for &j in &node.inputs {
-                last_use[j] = i;
-            }
-        }
-        last_use[graph.output] = usize::MAX;
+        let uses = Uses::direct(graph);
         Ok(EffNet {
             convs,
             bns,
@@ -225,7 +220,7 @@ impl EffNet {
             training: Param::from_bool(true),
             graph: graph.clone(),
             slots,
-            last_use,
+            uses,
         })
     }
 
@@ -489,7 +484,8 @@ impl EffNet {
             .inputs
             .iter()
             .map(|&j| {
-                let t = if self.last_use[j] == i {
+                let last = !self.uses.is_output(j) && self.uses.last_reader(j) == Some(i);
+                let t = if last {
                     values[j].take()
                 } else {
                     values[j].clone()
@@ -502,17 +498,8 @@ impl EffNet {
     /// For each node, the node that alone consumes its output, if that output is an internal,
     /// uncaptured value (so computing it inside a fused operation loses nothing).
     fn sole_consumers(&self, keep: &[bool]) -> Vec<Option<NodeId>> {
-        let nodes = &self.graph.nodes;
-        let mut uses = vec![0usize; nodes.len()];
-        let mut consumer = vec![usize::MAX; nodes.len()];
-        for (i, n) in nodes.iter().enumerate() {
-            for &j in &n.inputs {
-                uses[j] += 1;
-                consumer[j] = i;
-            }
-        }
-        (0..nodes.len())
-            .map(|j| (uses[j] == 1 && j != self.graph.output && !keep[j]).then_some(consumer[j]))
+        (0..self.graph.nodes.len())
+            .map(|j| self.uses.sole_reader(j).filter(|_| !keep[j]))
             .collect()
     }
 

@@ -555,14 +555,7 @@ impl<'a> Builder<'a> {
     fn build(&mut self) -> Result<(), OnnxError> {
         let graph = self.graph;
         let n = graph.nodes.len();
-        let mut uses = vec![0usize; n];
-        let mut consumer = vec![usize::MAX; n];
-        for (i, node) in graph.nodes.iter().enumerate() {
-            for &j in &node.inputs {
-                uses[j] += 1;
-                consumer[j] = i;
-            }
-        }
+        let uses = effcnn_arch::liveness::Uses::direct(graph);
         let mut folded = vec![false; n];
         for (id, node) in graph.nodes.iter().enumerate() {
             if folded[id] {
@@ -578,8 +571,9 @@ impl<'a> Builder<'a> {
                     let x = self.map_arg(id, 0, "a convolution")?;
                     let ins = graph.nodes[node.inputs[0]].shape;
                     let (t, l, b, r) = c.pad.resolve(ins.h, ins.w, c.k, c.stride, c.dilation);
-                    let bn = (self.opts.fold_bn && uses[id] == 1 && id != graph.output)
-                        .then_some(consumer[id])
+                    let bn = uses
+                        .sole_reader(id)
+                        .filter(|_| self.opts.fold_bn)
                         .filter(|&j| matches!(graph.nodes[j].op, Op::BatchNorm { .. }));
                     let wshape = c.weight_shape();
                     let w = self.param(id, "weight", &wshape)?;

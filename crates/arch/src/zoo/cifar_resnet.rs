@@ -24,8 +24,8 @@
 use crate::blocks::residual::StrideAt;
 use crate::blocks::{conv_bn_act, ConvCfg, Pn};
 use crate::error::ArchError;
+use crate::graph::BlockKind;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
-use crate::graph::{BlockKind, InitScheme};
 use crate::zoo::resnet::{residual_stages, Naming, ResNetSpec, ResidualKind, SE_SENET};
 use crate::zoo::{Entry, Options, Reported};
 
@@ -127,16 +127,9 @@ pub fn build(name: &'static str, o: &Options) -> Result<Graph, ArchError> {
 
     g.finish(
         ModelMeta {
-            name: name.into(),
-            family: family.into(),
-            profile: Profile::Cifar,
-            width: 1.0,
-            depth: 1.0,
-            resolution: res,
-            classes,
             norm_mean: CIFAR10_MEAN,
             norm_std: CIFAR10_STD,
-            init: InitScheme::Torchvision,
+            ..ModelMeta::torchvision(name, family, Profile::Cifar, 1.0, res, classes)
         },
         y,
     )

@@ -17,8 +17,8 @@
 use crate::blocks::{conv_bn_act, depthwise_separable, divisible8, ConvCfg, Pn};
 use crate::builder::{join, names, GraphBuilder};
 use crate::error::ArchError;
+use crate::graph::BlockKind;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
-use crate::graph::{BlockKind, InitScheme};
 use crate::zoo::{Entry, Options, Reported};
 
 /// timm's MobileNetV1 weights (`mobilenetv1_100.ra4_e3600_r224_in1k`) take mean = std = 0.5.
@@ -121,16 +121,9 @@ pub fn build(o: &Options) -> Result<Graph, ArchError> {
 
     g.finish(
         ModelMeta {
-            name: name.into(),
-            family: "MobileNetV1".into(),
-            profile: o.profile,
-            width,
-            depth: 1.0,
-            resolution: res,
-            classes,
             norm_mean: MOBILENET_V1_MEAN,
             norm_std: MOBILENET_V1_STD,
-            init: InitScheme::Torchvision,
+            ..ModelMeta::torchvision(name, "MobileNetV1", o.profile, width, res, classes)
         },
         y,
     )

@@ -8,9 +8,9 @@
 use crate::blocks::{conv_bn_act, divisible8, inverted_residual, ConvCfg, IrCfg, IrNames, Pn};
 use crate::builder::{join, names, GraphBuilder};
 use crate::error::ArchError;
+use crate::graph::BlockKind;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
-use crate::graph::{BlockKind, InitScheme};
-use crate::zoo::{Entry, Options, Reported, IMAGENET_MEAN, IMAGENET_STD};
+use crate::zoo::{Entry, Options, Reported};
 
 /// The paper's Table 2 rows: expansion t, output channels c, repeats n, first stride s.
 #[rustfmt::skip]
@@ -158,18 +158,14 @@ pub fn build(o: &Options) -> Result<Graph, ArchError> {
     )?;
 
     g.finish(
-        ModelMeta {
-            name: "mobilenet_v2".into(),
-            family: "MobileNetV2".into(),
-            profile: o.profile,
+        ModelMeta::torchvision(
+            "mobilenet_v2",
+            "MobileNetV2",
+            o.profile,
             width,
-            depth: 1.0,
-            resolution: res,
+            res,
             classes,
-            norm_mean: IMAGENET_MEAN,
-            norm_std: IMAGENET_STD,
-            init: InitScheme::Torchvision,
-        },
+        ),
         y,
     )
 }

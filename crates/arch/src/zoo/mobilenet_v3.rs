@@ -29,9 +29,9 @@ use crate::blocks::{
 };
 use crate::builder::{join, names, GraphBuilder};
 use crate::error::ArchError;
+use crate::graph::BlockKind;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
-use crate::graph::{BlockKind, InitScheme};
-use crate::zoo::{Entry, Options, Reported, IMAGENET_MEAN, IMAGENET_STD};
+use crate::zoo::{Entry, Options, Reported};
 
 /// One row of the paper's Tables 1 and 2 (torchvision's `InvertedResidualConfig`).
 #[derive(Debug, Clone, Copy)]
@@ -280,18 +280,7 @@ fn build(o: &Options, name: &str, spec: &[Bneck], hidden: usize) -> Result<Graph
     )?;
 
     g.finish(
-        ModelMeta {
-            name: name.into(),
-            family: "MobileNetV3".into(),
-            profile: o.profile,
-            width,
-            depth: 1.0,
-            resolution: res,
-            classes,
-            norm_mean: IMAGENET_MEAN,
-            norm_std: IMAGENET_STD,
-            init: InitScheme::Torchvision,
-        },
+        ModelMeta::torchvision(name, "MobileNetV3", o.profile, width, res, classes),
         y,
     )
 }

@@ -34,9 +34,9 @@ use crate::blocks::residual::{basic_block, bottleneck, ResCfg, ResNames, StrideA
 use crate::blocks::{conv_bn_act, ConvCfg, Pn, SeCfg, SeWidth};
 use crate::builder::{join, names, GraphBuilder, Names};
 use crate::error::ArchError;
+use crate::graph::BlockKind;
 use crate::graph::{Act, Graph, ModelMeta, NodeId, Profile, Shape};
-use crate::graph::{BlockKind, InitScheme};
-use crate::zoo::{Entry, Options, Reported, IMAGENET_MEAN, IMAGENET_STD};
+use crate::zoo::{Entry, Options, Reported};
 
 /// Which residual block a network stacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,18 +317,7 @@ pub fn build(name: &str, o: &Options) -> Result<Graph, ArchError> {
     y = g.linear(y, "classifier", classes, true, foreign(spec.naming, fc))?;
 
     g.finish(
-        ModelMeta {
-            name: name.into(),
-            family: spec.family.into(),
-            profile: o.profile,
-            width: 1.0,
-            depth: 1.0,
-            resolution: res,
-            classes,
-            norm_mean: IMAGENET_MEAN,
-            norm_std: IMAGENET_STD,
-            init: InitScheme::Torchvision,
-        },
+        ModelMeta::torchvision(name, spec.family, o.profile, 1.0, res, classes),
         y,
     )
 }

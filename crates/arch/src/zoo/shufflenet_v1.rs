@@ -23,9 +23,9 @@ use crate::blocks::shuffle::{shufflenet_v1_unit, ShuffleV1Cfg, ShuffleV1Names};
 use crate::blocks::{conv_bn_act, ConvCfg, Pn};
 use crate::builder::{join, GraphBuilder};
 use crate::error::ArchError;
+use crate::graph::BlockKind;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
-use crate::graph::{BlockKind, InitScheme};
-use crate::zoo::{Entry, Options, Reported, IMAGENET_MEAN, IMAGENET_STD};
+use crate::zoo::{Entry, Options, Reported};
 
 /// Units per stage (stages 2, 3, 4).
 pub const REPEATS: [usize; 3] = [4, 8, 4];
@@ -138,18 +138,14 @@ pub fn build(groups: usize, o: &Options) -> Result<Graph, ArchError> {
     y = g.linear(y, "classifier", classes, false, vec![])?;
 
     g.finish(
-        ModelMeta {
-            name: format!("shufflenet_v1_g{groups}"),
-            family: "ShuffleNetV1".into(),
-            profile: o.profile,
+        ModelMeta::torchvision(
+            format!("shufflenet_v1_g{groups}"),
+            "ShuffleNetV1",
+            o.profile,
             width,
-            depth: 1.0,
-            resolution: res,
+            res,
             classes,
-            norm_mean: IMAGENET_MEAN,
-            norm_std: IMAGENET_STD,
-            init: InitScheme::Torchvision,
-        },
+        ),
         y,
     )
 }

@@ -18,9 +18,9 @@ use crate::blocks::shuffle::{shufflenet_v2_unit, ShuffleV2Names};
 use crate::blocks::{conv_bn_act, ConvCfg, Pn};
 use crate::builder::{join, names, GraphBuilder};
 use crate::error::ArchError;
+use crate::graph::BlockKind;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
-use crate::graph::{BlockKind, InitScheme};
-use crate::zoo::{Entry, Options, Reported, IMAGENET_MEAN, IMAGENET_STD};
+use crate::zoo::{Entry, Options, Reported};
 
 /// Units per stage (stages 2, 3, 4).
 pub const REPEATS: [usize; 3] = [4, 8, 4];
@@ -137,18 +137,7 @@ pub fn build(name: &str, width: f64, o: &Options) -> Result<Graph, ArchError> {
     y = g.linear(y, "classifier", classes, true, tv("fc".into()))?;
 
     g.finish(
-        ModelMeta {
-            name: name.into(),
-            family: "ShuffleNetV2".into(),
-            profile: o.profile,
-            width,
-            depth: 1.0,
-            resolution: res,
-            classes,
-            norm_mean: IMAGENET_MEAN,
-            norm_std: IMAGENET_STD,
-            init: InitScheme::Torchvision,
-        },
+        ModelMeta::torchvision(name, "ShuffleNetV2", o.profile, width, res, classes),
         y,
     )
 }

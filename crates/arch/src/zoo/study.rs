@@ -21,8 +21,8 @@
 use crate::blocks::{conv_bn_act, depthwise_separable, ConvCfg, Pn};
 use crate::builder::{join, GraphBuilder};
 use crate::error::ArchError;
+use crate::graph::BlockKind;
 use crate::graph::{Act, Graph, ModelMeta, Profile, Shape};
-use crate::graph::{BlockKind, InitScheme};
 use crate::zoo::cifar_resnet::{CIFAR10_MEAN, CIFAR10_STD};
 use crate::zoo::{Entry, Options};
 
@@ -111,16 +111,9 @@ pub fn build(separable: bool, o: &Options) -> Result<Graph, ArchError> {
 
     g.finish(
         ModelMeta {
-            name: name.into(),
-            family: "Study".into(),
-            profile: Profile::Cifar,
-            width,
-            depth: 1.0,
-            resolution: res,
-            classes,
             norm_mean: CIFAR10_MEAN,
             norm_std: CIFAR10_STD,
-            init: InitScheme::Torchvision,
+            ..ModelMeta::torchvision(name, "Study", Profile::Cifar, width, res, classes)
         },
         y,
     )
