@@ -587,14 +587,20 @@ impl Graph {
         }
         out
     }
-    /// SE gate nodes (the sigmoid / hard-sigmoid whose output scales the channels).
-    pub fn se_gates(&self) -> Vec<NodeId> {
-        self.nodes
+    /// The squeeze-and-excitation modules, each with the block that holds it, in graph order.
+    pub fn se_modules(&self) -> impl Iterator<Item = (&Block, &SeInfo)> + '_ {
+        self.blocks
             .iter()
-            .enumerate()
-            .filter(|(_, n)| matches!(n.op, Op::Scale))
-            .map(|(_, n)| n.inputs[1])
-            .collect()
+            .filter_map(|b| b.kind.se().map(|se| (b, se)))
+    }
+    /// The gate node of an SE module: the sigmoid / hard-sigmoid whose output its scale node
+    /// (the module's last node) multiplies into the channels.
+    pub fn se_gate(&self, se: &SeInfo) -> NodeId {
+        self.nodes[se.nodes.end - 1].inputs[1]
+    }
+    /// SE gate nodes, one per SE module, in graph order.
+    pub fn se_gates(&self) -> Vec<NodeId> {
+        self.se_modules().map(|(_, se)| self.se_gate(se)).collect()
     }
     /// Check structural invariants (topological order, unique paths, input counts).
     pub fn validate(&self) -> Result<(), ArchError> {

@@ -69,7 +69,7 @@ impl<'m> Inference<'m> {
     /// Inference of `model` (which should be in eval mode, see [`burn::module::Module::valid`])
     /// with `engine`; the plan engine is used only for models on the CPU (flex) device.
     pub fn new(model: &'m EffNet, engine: Engine, opts: PlanOptions) -> Result<Self, NnError> {
-        let on_cpu = effcnn_kernels::ext::is_flex(&model_device(model));
+        let on_cpu = crate::model::ext::is_flex(&model_device(model));
         let engine = if on_cpu { engine } else { Engine::Burn };
         let weights = match engine {
             Engine::Plan => Some(engine_weights(model)?),

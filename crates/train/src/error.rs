@@ -16,6 +16,9 @@ pub enum TrainError {
     /// The dataset could not be loaded.
     #[error(transparent)]
     Data(#[from] effcnn_data::DataError),
+    /// A table or report could not be built.
+    #[error(transparent)]
+    Report(#[from] effcnn_report::ReportError),
     /// Reading or writing a file failed.
     #[error("{path}: {error}")]
     Io {

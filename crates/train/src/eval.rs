@@ -137,18 +137,6 @@ pub struct EvalOptions {
     pub engine: Engine,
 }
 
-/// Reads the `effcnn.model` entry of a `.safetensors` file's metadata.
-fn safetensors_model_name(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
-    let header: serde_json::Value = serde_json::from_slice(bytes.get(8..8 + n)?).ok()?;
-    header
-        .get("__metadata__")?
-        .get("effcnn.model")?
-        .as_str()
-        .map(str::to_string)
-}
-
 /// Evaluates a run folder (its `config.json` rebuilds the model, its normalization and its
 /// data) or a weights file on the test split of a dataset.
 ///
@@ -222,7 +210,7 @@ pub fn eval(source: &Path, opts: &EvalOptions) -> Result<EvalReport> {
             let model = opts
                 .model
                 .clone()
-                .or_else(|| safetensors_model_name(&weights))
+                .or_else(|| effcnn_nn::checkpoint::recorded_model(&weights))
                 .ok_or_else(|| {
                     TrainError::Config(format!(
                         "{}: the file does not record its model; pass the model name",

@@ -45,9 +45,11 @@
 //! Parameters get ids derived from their module paths so the saved optimizer record applies to
 //! the rebuilt model.
 
+pub mod comparison;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod experiment;
 pub mod files;
 pub mod params;
 mod progress;
@@ -55,6 +57,7 @@ pub mod results;
 pub mod run_folder;
 pub mod schedule;
 pub mod se_gates;
+pub mod se_report;
 pub mod trainer;
 
 pub use config::{

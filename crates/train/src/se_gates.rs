@@ -1,8 +1,17 @@
 //! Statistics of squeeze-and-excitation gates over labelled images (Exercise 2.6, the SENet
 //! paper's Fig. 6 question): per-block summaries, class means and class specificity against a
-//! shuffled-label chance level. `effcnn se-attention` captures the gates and reports these.
+//! shuffled-label chance level. [`gate_infos`] reads the gates from the graph's SE modules,
+//! [`capture_gates`] runs a model over images and collects them; `effcnn se-attention` reports.
 
+use std::sync::Arc;
+
+use effcnn_arch::{Graph, NodeId, Op};
 use effcnn_data::rng::Rng;
+use effcnn_data::{Dataset, Loader, LoaderConfig, Normalization};
+use effcnn_nn::EffNet;
+
+use crate::error::{Result, TrainError};
+use crate::eval::argmax_rows;
 
 /// A gate below this is counted as "closed" (the channel is suppressed).
 pub const LOW: f32 = 0.05;
@@ -10,6 +19,134 @@ pub const LOW: f32 = 0.05;
 pub const HIGH: f32 = 0.95;
 /// Label permutations averaged for the chance level of the class specificity.
 const SHUFFLES: u64 = 8;
+
+/// An SE gate of a graph, read from its block's SE module ([`effcnn_arch::graph::SeInfo`]).
+#[derive(Debug, Clone)]
+pub struct GateInfo {
+    /// The gate node (the sigmoid / hard-sigmoid whose output scales the channels).
+    pub node: NodeId,
+    /// Its path, e.g. `layer1.0.se.gate`.
+    pub path: String,
+    /// The path of the block holding the SE module.
+    pub block: String,
+    /// Channels the gate recalibrates.
+    pub channels: usize,
+    /// Width of the module's bottleneck.
+    pub squeeze: usize,
+    /// The gate's activation (`sigmoid`, `hard_sigmoid`, …).
+    pub act: &'static str,
+    /// The activation between the module's two FC layers (`"activation"` if it has none).
+    pub act_inner: &'static str,
+}
+
+/// Every SE gate of `graph`, in graph order.
+pub fn gate_infos(graph: &Graph) -> Vec<GateInfo> {
+    let act_name = |i: NodeId| match &graph.nodes[i].op {
+        Op::Act { act } => Some(act.name()),
+        _ => None,
+    };
+    graph
+        .se_modules()
+        .map(|(block, se)| {
+            let gate = graph.se_gate(se);
+            let n = &graph.nodes[gate];
+            GateInfo {
+                node: gate,
+                path: n.path.clone(),
+                block: block.path.clone(),
+                channels: se.channels,
+                squeeze: se.squeeze,
+                act: act_name(gate).unwrap_or("gate"),
+                // pool → fc1 → inner activation → fc2 → gate → scale.
+                act_inner: se
+                    .nodes
+                    .clone()
+                    .filter(|&i| i != gate)
+                    .find_map(act_name)
+                    .unwrap_or("activation"),
+            }
+        })
+        .collect()
+}
+
+/// The gates captured from a model over a set of images.
+#[derive(Debug, Clone)]
+pub struct GateCapture {
+    /// Per gate: `images × channels`, row-major.
+    pub gates: Vec<Vec<f32>>,
+    /// Label of each image.
+    pub labels: Vec<usize>,
+    /// Index of each image in the split it was drawn from.
+    pub indices: Vec<usize>,
+    /// Images whose top-1 prediction equals the label.
+    pub correct: usize,
+}
+
+fn tensor_values<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| TrainError::Config(format!("cannot read a tensor: {e:?}")))
+}
+
+/// Runs `model` (in eval mode, on its device) over `images` and collects every gate of
+/// `gates`. `indices[i]` is the index in the original split of `images`' image `i`.
+pub fn capture_gates(
+    model: &EffNet,
+    gates: &[GateInfo],
+    images: Dataset,
+    indices: &[usize],
+    norm: Normalization,
+    batch_size: usize,
+) -> Result<GateCapture> {
+    let model = burn::module::Module::valid(model);
+    let device = model
+        .convs
+        .first()
+        .map_or_else(effcnn_nn::cpu, |c| c.weight.val().device());
+    let ids: Vec<NodeId> = gates.iter().map(|g| g.node).collect();
+    let loader = Loader::new(
+        Arc::new(images),
+        LoaderConfig::eval(batch_size.max(1), norm),
+    )?;
+    let mut cap = GateCapture {
+        gates: vec![Vec::new(); gates.len()],
+        labels: Vec::new(),
+        indices: Vec::new(),
+        correct: 0,
+    };
+    for batch in loader.epoch(0) {
+        let shape = batch.shape();
+        let x = burn::tensor::Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(batch.images, shape),
+            &device,
+        );
+        let (logits, caps) = model.forward_with_capture(x, &ids);
+        let logits = tensor_values(logits)?;
+        let k = logits.len() / batch.n.max(1);
+        for (pred, &l) in argmax_rows(&logits, k.max(1)).iter().zip(&batch.labels) {
+            cap.correct += usize::from(*pred == l as usize);
+        }
+        for ((t, g), out) in caps.into_iter().zip(gates).zip(&mut cap.gates) {
+            let dims = t.dims();
+            if dims != [batch.n, g.channels, 1, 1] {
+                return Err(TrainError::Config(format!(
+                    "gate {} has shape {dims:?}, expected [{}, {}, 1, 1]",
+                    g.path, batch.n, g.channels
+                )));
+            }
+            out.extend(tensor_values(t)?);
+        }
+        cap.labels.extend(batch.labels.iter().map(|&l| l as usize));
+        cap.indices.extend(
+            batch
+                .indices
+                .iter()
+                .map(|&i| indices.get(i).copied().unwrap_or(i)),
+        );
+    }
+    Ok(cap)
+}
 
 /// The first `per_class` images of each class, in dataset order.
 pub fn select_per_class(labels: &[u16], classes: usize, per_class: usize) -> Vec<usize> {
@@ -154,6 +291,60 @@ pub fn gate_stats(values: &[f32], channels: usize, labels: &[usize], classes: us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gates read from the SE modules are the nodes every scale multiplies in, with the
+    /// activations found by walking back from the gate (gate ← fc2 ← inner activation).
+    #[test]
+    fn gate_infos_agree_with_the_scale_nodes() {
+        let opts = effcnn_arch::Options {
+            profile: effcnn_arch::Profile::Cifar,
+            ..Default::default()
+        };
+        for name in [
+            "se_resnet20",
+            "mobilenet_v3_small",
+            "efficientnet_b0",
+            "resnet20",
+        ] {
+            let g = effcnn_arch::resolve(name, &opts).unwrap();
+            let scales: Vec<NodeId> = g
+                .nodes
+                .iter()
+                .filter(|n| matches!(n.op, Op::Scale))
+                .map(|n| n.inputs[1])
+                .collect();
+            let infos = gate_infos(&g);
+            assert_eq!(
+                infos.iter().map(|i| i.node).collect::<Vec<_>>(),
+                scales,
+                "{name}"
+            );
+            assert_eq!(infos.is_empty(), name == "resnet20");
+            for i in &infos {
+                let n = &g.nodes[i.node];
+                assert_eq!(i.path, n.path);
+                assert_eq!(i.block, n.block);
+                assert_eq!(i.channels, n.shape.c);
+                let fc2 = n.inputs[0];
+                let fc1 = g.nodes[fc2].inputs[0];
+                assert!(matches!(g.nodes[fc2].op, Op::Conv(_)), "{name} {}", i.path);
+                assert_eq!(g.nodes[fc2].shape.c, i.channels);
+                assert_eq!(g.nodes[fc1].shape.c, i.squeeze, "{name} {}", i.path);
+                let Op::Act { act } = &g.nodes[fc1].op else {
+                    panic!("{name} {}: no inner activation", i.path)
+                };
+                assert_eq!(i.act_inner, act.name());
+                let Op::Act { act } = &n.op else {
+                    panic!("{name} {}: gate is not an activation", i.path)
+                };
+                assert_eq!(i.act, act.name());
+            }
+        }
+        let v3 = gate_infos(&effcnn_arch::resolve("mobilenet_v3_small", &opts).unwrap());
+        assert!(v3
+            .iter()
+            .all(|i| i.act == "hardsigmoid" && i.act_inner == "relu"));
+    }
 
     #[test]
     fn selection_takes_the_first_images_of_each_class_and_samples_round_robin() {

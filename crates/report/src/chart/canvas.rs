@@ -9,22 +9,22 @@ use super::sealed::Target;
 use crate::font::FAMILY;
 use crate::ReportError;
 
-pub(crate) type Px = (i32, i32);
+pub type Px = (i32, i32);
 
-pub(crate) const INK: RGBColor = RGBColor(0x22, 0x22, 0x22);
-pub(crate) const MUTED: RGBColor = RGBColor(0x55, 0x55, 0x55);
-pub(crate) const GRID: RGBColor = RGBColor(0xe4, 0xe4, 0xe4);
-pub(crate) const FRAME: RGBColor = RGBColor(0x88, 0x88, 0x88);
+pub const INK: RGBColor = RGBColor(0x22, 0x22, 0x22);
+pub const MUTED: RGBColor = RGBColor(0x55, 0x55, 0x55);
+pub const GRID: RGBColor = RGBColor(0xe4, 0xe4, 0xe4);
+pub const FRAME: RGBColor = RGBColor(0x88, 0x88, 0x88);
 
 /// Font sizes (plotters units: pixel height of the glyph box).
-pub(crate) const TITLE_SIZE: f64 = 22.0;
-pub(crate) const LABEL_SIZE: f64 = 16.0;
-pub(crate) const TICK_SIZE: f64 = 14.0;
-pub(crate) const SMALL_SIZE: f64 = 13.0;
+pub const TITLE_SIZE: f64 = 22.0;
+pub const LABEL_SIZE: f64 = 16.0;
+pub const TICK_SIZE: f64 = 14.0;
+pub const SMALL_SIZE: f64 = 13.0;
 
 /// A rectangle in pixels, `x1`/`y1` exclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Rect {
+pub struct Rect {
     pub x0: i32,
     pub y0: i32,
     pub x1: i32,
@@ -53,7 +53,7 @@ impl Rect {
 
 /// Text placement: anchor and optional rotation (reading bottom to top).
 #[derive(Clone, Copy)]
-pub(crate) struct Anchor {
+pub struct Anchor {
     pub h: HPos,
     pub v: VPos,
     pub vertical: bool,
@@ -76,12 +76,12 @@ impl Anchor {
     }
 }
 
-pub(crate) const LEFT_MID: Anchor = Anchor::new(HPos::Left, VPos::Center);
-pub(crate) const RIGHT_MID: Anchor = Anchor::new(HPos::Right, VPos::Center);
-pub(crate) const CENTER_TOP: Anchor = Anchor::new(HPos::Center, VPos::Top);
-pub(crate) const CENTER_MID: Anchor = Anchor::new(HPos::Center, VPos::Center);
+pub const LEFT_MID: Anchor = Anchor::new(HPos::Left, VPos::Center);
+pub const RIGHT_MID: Anchor = Anchor::new(HPos::Right, VPos::Center);
+pub const CENTER_TOP: Anchor = Anchor::new(HPos::Center, VPos::Top);
+pub const CENTER_MID: Anchor = Anchor::new(HPos::Center, VPos::Center);
 
-pub(crate) struct Canvas<'a, DB: DrawingBackend> {
+pub struct Canvas<'a, DB: DrawingBackend> {
     area: &'a DrawingArea<DB, Shift>,
     /// Place bitmap glyphs one by one (see [`Canvas::text`]).
     bitmap: bool,

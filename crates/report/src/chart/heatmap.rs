@@ -1,12 +1,10 @@
 //! Heatmaps with a colour bar (e.g. SE gates, channels × classes).
 
-use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::axes::{nice_step, Axis};
 use super::canvas::{Anchor, Canvas, Rect, FRAME, MUTED, SMALL_SIZE, TICK_SIZE};
-use super::sealed::Target;
 use super::{sealed, viridis, Chart};
 use crate::ReportError;
 
@@ -137,13 +135,15 @@ fn label_step(cell: f64, min_gap: f64) -> usize {
 }
 
 impl sealed::Draw for Heatmap {
-    fn draw<DB: DrawingBackend>(
+    fn title(&self) -> &str {
+        &self.title
+    }
+
+    fn draw_below<DB: DrawingBackend>(
         &self,
-        area: &DrawingArea<DB, Shift>,
-        target: Target,
+        canvas: &Canvas<DB>,
+        top: i32,
     ) -> Result<(), ReportError> {
-        let canvas = Canvas::new(area, target);
-        let top = canvas.title(&self.title)?;
         let (n_rows, n_cols) = (self.values.len(), self.n_cols());
         let range = self.color_range();
         let (lo, hi) = match range {

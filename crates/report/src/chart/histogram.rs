@@ -1,11 +1,9 @@
 //! Histograms, alone or as a grid of small multiples.
 
-use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::axes::{Axis, AxisText, Frame};
 use super::canvas::{Canvas, Rect, CENTER_TOP, INK, LABEL_SIZE, SMALL_SIZE, TICK_SIZE};
-use super::sealed::Target;
 use super::{palette, sealed, Chart};
 use crate::ReportError;
 
@@ -164,19 +162,21 @@ fn draw_panel<DB: DrawingBackend>(
 }
 
 impl sealed::Draw for Histogram {
-    fn draw<DB: DrawingBackend>(
+    fn title(&self) -> &str {
+        &self.title
+    }
+
+    fn draw_below<DB: DrawingBackend>(
         &self,
-        area: &DrawingArea<DB, Shift>,
-        target: Target,
+        canvas: &Canvas<DB>,
+        top: i32,
     ) -> Result<(), ReportError> {
-        let canvas = Canvas::new(area, target);
-        let top = canvas.title(&self.title)?;
         let r = Rect::new(12, top, canvas.width - 16, canvas.height - 8);
         let sizes = PanelText {
             title: LABEL_SIZE,
             ticks: TICK_SIZE,
         };
-        draw_panel(&canvas, r, "", self, None, &sizes)
+        draw_panel(canvas, r, "", self, None, &sizes)
     }
 }
 
@@ -187,13 +187,15 @@ impl Chart for Histogram {
 }
 
 impl sealed::Draw for HistogramGrid {
-    fn draw<DB: DrawingBackend>(
+    fn title(&self) -> &str {
+        &self.title
+    }
+
+    fn draw_below<DB: DrawingBackend>(
         &self,
-        area: &DrawingArea<DB, Shift>,
-        target: Target,
+        canvas: &Canvas<DB>,
+        top: i32,
     ) -> Result<(), ReportError> {
-        let canvas = Canvas::new(area, target);
-        let top = canvas.title(&self.title)?;
         let (cols, rows) = self.shape();
         let label_h = if self.x_label.is_empty() {
             0
@@ -215,7 +217,7 @@ impl sealed::Draw for HistogramGrid {
                 grid.y0 + (r + 1) * rh - 10,
             );
             draw_panel(
-                &canvas,
+                canvas,
                 cell,
                 &hist.title,
                 hist,

@@ -1,11 +1,9 @@
 //! Line plots of one or more named series.
 
-use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::axes::{draw_legend, legend_width, Axis, AxisText, Frame, LegendEntry, Swatch};
 use super::canvas::{Canvas, Px, Rect, LABEL_SIZE, SMALL_SIZE, TICK_SIZE};
-use super::sealed::Target;
 use super::{palette, sealed, Chart};
 use crate::ReportError;
 
@@ -56,13 +54,15 @@ fn finite(p: &(f64, f64)) -> bool {
 }
 
 impl sealed::Draw for LinePlot {
-    fn draw<DB: DrawingBackend>(
+    fn title(&self) -> &str {
+        &self.title
+    }
+
+    fn draw_below<DB: DrawingBackend>(
         &self,
-        area: &DrawingArea<DB, Shift>,
-        target: Target,
+        canvas: &Canvas<DB>,
+        top: i32,
     ) -> Result<(), ReportError> {
-        let canvas = Canvas::new(area, target);
-        let top = canvas.title(&self.title)?;
         let all = || {
             self.series
                 .iter()
@@ -92,7 +92,7 @@ impl sealed::Draw for LinePlot {
         let lw = if entries.is_empty() {
             0
         } else {
-            legend_width(&canvas, &entries, SMALL_SIZE, canvas.width * 3 / 10) + 14
+            legend_width(canvas, &entries, SMALL_SIZE, canvas.width * 3 / 10) + 14
         };
         let outer = Rect::new(10, top, canvas.width - lw - 10, canvas.height - 8);
         let text = AxisText {
@@ -101,8 +101,8 @@ impl sealed::Draw for LinePlot {
             tick_size: TICK_SIZE,
             label_size: LABEL_SIZE,
         };
-        let frame = Frame::layout(&canvas, outer, x, y, &text);
-        frame.draw(&canvas, outer, &text)?;
+        let frame = Frame::layout(canvas, outer, x, y, &text);
+        frame.draw(canvas, outer, &text)?;
         for (i, (_, points)) in self.series.iter().enumerate() {
             let color = palette(i);
             let mut segment: Vec<Px> = Vec::new();
@@ -125,7 +125,7 @@ impl sealed::Draw for LinePlot {
         }
         if !entries.is_empty() {
             draw_legend(
-                &canvas,
+                canvas,
                 &entries,
                 (outer.x1 + 14, frame.rect.y0),
                 lw - 14,

@@ -32,6 +32,8 @@ pub(crate) mod sealed {
     use plotters::coord::Shift;
     use plotters::prelude::{DrawingArea, DrawingBackend};
 
+    use super::canvas::Canvas;
+
     /// The kind of image being drawn.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Target {
@@ -41,14 +43,29 @@ pub(crate) mod sealed {
         Svg,
     }
 
-    /// The backend-generic drawing routine behind [`super::Chart`].
+    /// The backend-generic drawing routine behind [`super::Chart`]: the title on top, the plot
+    /// below it.
     pub trait Draw {
+        /// The plot's title.
+        fn title(&self) -> &str;
+
+        /// Draws the plot below the title, whose bottom edge is at `top`.
+        fn draw_below<DB: DrawingBackend>(
+            &self,
+            canvas: &Canvas<DB>,
+            top: i32,
+        ) -> Result<(), crate::ReportError>;
+
         /// Draws the whole plot onto `area` (already filled white).
         fn draw<DB: DrawingBackend>(
             &self,
             area: &DrawingArea<DB, Shift>,
             target: Target,
-        ) -> Result<(), crate::ReportError>;
+        ) -> Result<(), crate::ReportError> {
+            let canvas = Canvas::new(area, target);
+            let top = canvas.title(self.title())?;
+            self.draw_below(&canvas, top)
+        }
     }
 }
 
@@ -135,17 +152,27 @@ pub enum Plot {
 }
 
 impl sealed::Draw for Plot {
-    fn draw<DB: DrawingBackend>(
+    fn title(&self) -> &str {
+        match self {
+            Plot::Scatter(p) => p.title(),
+            Plot::Heatmap(p) => p.title(),
+            Plot::Histogram(p) => p.title(),
+            Plot::Histograms(p) => p.title(),
+            Plot::Line(p) => p.title(),
+        }
+    }
+
+    fn draw_below<DB: DrawingBackend>(
         &self,
-        area: &DrawingArea<DB, plotters::coord::Shift>,
-        target: sealed::Target,
+        canvas: &canvas::Canvas<DB>,
+        top: i32,
     ) -> Result<(), ReportError> {
         match self {
-            Plot::Scatter(p) => p.draw(area, target),
-            Plot::Heatmap(p) => p.draw(area, target),
-            Plot::Histogram(p) => p.draw(area, target),
-            Plot::Histograms(p) => p.draw(area, target),
-            Plot::Line(p) => p.draw(area, target),
+            Plot::Scatter(p) => p.draw_below(canvas, top),
+            Plot::Heatmap(p) => p.draw_below(canvas, top),
+            Plot::Histogram(p) => p.draw_below(canvas, top),
+            Plot::Histograms(p) => p.draw_below(canvas, top),
+            Plot::Line(p) => p.draw_below(canvas, top),
         }
     }
 }

@@ -2,13 +2,11 @@
 
 use std::collections::BTreeSet;
 
-use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::axes::{draw_legend, legend_width, Axis, AxisText, Frame, LegendEntry, Swatch};
 use super::canvas::{Anchor, Canvas, Rect, INK, LABEL_SIZE, SMALL_SIZE, TICK_SIZE};
-use super::sealed::Target;
 use super::{palette, sealed, Chart};
 use crate::pareto::pareto_frontier;
 use crate::ReportError;
@@ -123,13 +121,15 @@ const MARKER_R: i32 = 5;
 const RING_R: i32 = MARKER_R + 4;
 
 impl sealed::Draw for ScatterPlot {
-    fn draw<DB: DrawingBackend>(
+    fn title(&self) -> &str {
+        &self.title
+    }
+
+    fn draw_below<DB: DrawingBackend>(
         &self,
-        area: &DrawingArea<DB, Shift>,
-        target: Target,
+        canvas: &Canvas<DB>,
+        top: i32,
     ) -> Result<(), ReportError> {
-        let canvas = Canvas::new(area, target);
-        let top = canvas.title(&self.title)?;
         let families = self.families();
         let family_index = |f: &str| {
             families
@@ -169,7 +169,7 @@ impl sealed::Draw for ScatterPlot {
                 swatch: Swatch::Dashed,
             });
         }
-        let lw = legend_width(&canvas, &entries, SMALL_SIZE, canvas.width * 3 / 10);
+        let lw = legend_width(canvas, &entries, SMALL_SIZE, canvas.width * 3 / 10);
         let outer = Rect::new(10, top, canvas.width - lw - 24, canvas.height - 8);
 
         let pts = || shown.iter().map(|&i| &self.points[i]);
@@ -182,8 +182,8 @@ impl sealed::Draw for ScatterPlot {
             tick_size: TICK_SIZE,
             label_size: LABEL_SIZE,
         };
-        let frame = Frame::layout(&canvas, outer, x, y, &text);
-        frame.draw(&canvas, outer, &text)?;
+        let frame = Frame::layout(canvas, outer, x, y, &text);
+        frame.draw(canvas, outer, &text)?;
 
         let at = |i: usize| frame.px(self.points[i].x, self.points[i].y);
         for w in frontier.windows(2) {
@@ -275,7 +275,7 @@ impl sealed::Draw for ScatterPlot {
         }
 
         draw_legend(
-            &canvas,
+            canvas,
             &entries,
             (outer.x1 + 14, frame.rect.y0),
             lw,

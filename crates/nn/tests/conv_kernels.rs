@@ -7,7 +7,7 @@ use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use effcnn_arch::Act;
-use effcnn_kernels::{accelerated, conv2d};
+use effcnn_nn::model::ext::{accelerated, conv2d};
 
 #[derive(Debug, Clone, Copy)]
 struct Case {
@@ -252,7 +252,7 @@ fn batch_norm_train_matches_burn() {
         let (xa, ga, ba) = (leaf4(), leaf1(&gv), leaf1(&bv));
         let (xb, gb, bb) = (leaf4(), leaf1(&gv), leaf1(&bv));
         let (ya, ma, va) =
-            effcnn_kernels::batch_norm_train(xa.clone(), ga.clone(), ba.clone(), 1e-5, act);
+            effcnn_nn::model::ext::batch_norm_train(xa.clone(), ga.clone(), ba.clone(), 1e-5, act);
         let rb = burn_bn(xb.clone(), gb.clone(), bb.clone(), 1e-5);
         let yb = match act {
             Some(Act::Relu) => relu(rb.output),
@@ -332,7 +332,7 @@ fn gradients_are_bit_identical_across_thread_counts() {
 #[test]
 fn fused_conv_matches_burn_composition() {
     use burn::tensor::activation::{relu, sigmoid};
-    use effcnn_kernels::conv2d_fused;
+    use effcnn_nn::model::ext::conv2d_fused;
     let device = Device::flex();
     let acts = [
         None,

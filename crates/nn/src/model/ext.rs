@@ -1,4 +1,4 @@
-//! The kernels of [`crate::cpu`] as a burn backend extension: an operation `effcnn_conv2d` on the
+//! The kernels of [`effcnn_kernels::cpu`] as a burn backend extension: an operation `effcnn_conv2d` on the
 //! flex backend, with a hand-written backward pass for `Autodiff<flex>`, reachable from ordinary
 //! `Tensor`s through burn's `Dispatch`.
 //!
@@ -22,7 +22,7 @@ use burn_autodiff::NodeId;
 use burn_flex::FlexTensor;
 use effcnn_arch::Act;
 
-use crate::cpu::{
+use effcnn_kernels::cpu::{
     batch_norm_train_backward, batch_norm_train_forward, conv2d_backward, conv2d_forward,
     conv2d_forward_fused, Activation, ConvGeom, Epilogue,
 };
@@ -189,7 +189,7 @@ impl ConvKernels for Flex {
         act: Activation,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let dims = bn_geometry(&x, &[&gamma, &beta]);
-        let Some(dims) = dims.filter(|_| crate::cpu::bn_act_supported(act)) else {
+        let Some(dims) = dims.filter(|_| effcnn_kernels::cpu::bn_act_supported(act)) else {
             assert!(
                 act.is_none(),
                 "batch norm: unsupported shapes or activation"
@@ -462,7 +462,7 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -> Tenso
 }
 
 /// Batch normalisation in training mode through effcnn's kernels, followed by `act` (identity,
-/// ReLU or ReLU6, see [`crate::cpu::bn_act_supported`]): `(output, batch mean, biased batch
+/// ReLU or ReLU6, see [`effcnn_kernels::cpu::bn_act_supported`]): `(output, batch mean, biased batch
 /// variance)`, the statistics detached. The tensors must be on a device for which
 /// [`accelerated`] holds.
 pub fn batch_norm_train(
