@@ -229,20 +229,25 @@ pub fn experiment_report(
             .collect()
     };
     let frontier = rs.len() > 2;
-    let mut acc_macs = ScatterPlot::cost_plot(
-        "Test accuracy vs MACs",
-        "MACs (millions, log)",
-        "test accuracy (%)",
-        pts(&|r| r.macs as f64 / 1e6),
-    );
-    acc_macs.frontier = frontier;
-    let mut acc_params = ScatterPlot::cost_plot(
-        "Test accuracy vs parameters",
-        "parameters (millions, log)",
-        "test accuracy (%)",
-        pts(&|r| r.params as f64 / 1e6),
-    );
-    acc_params.frontier = frontier;
+    for (id, what, x) in [
+        (
+            "accuracy_vs_macs",
+            "MACs",
+            &(|r: &ModelResult| r.macs as f64 / 1e6) as &dyn Fn(&ModelResult) -> f64,
+        ),
+        ("accuracy_vs_params", "parameters", &|r: &ModelResult| {
+            r.params as f64 / 1e6
+        }),
+    ] {
+        let mut plot = ScatterPlot::cost_plot(
+            format!("Test accuracy vs {what}"),
+            format!("{what} (millions, log)"),
+            "test accuracy (%)",
+            pts(x),
+        );
+        plot.frontier = frontier;
+        s.figure(Figure::new(id, format!("Test accuracy vs {what}"), plot));
+    }
     let lat_pts = rs
         .iter()
         .map(|r| {
@@ -261,16 +266,6 @@ pub fn experiment_report(
         lat_pts,
     );
     lat.frontier = false;
-    s.figure(Figure::new(
-        "accuracy_vs_macs",
-        "Test accuracy vs MACs",
-        acc_macs,
-    ));
-    s.figure(Figure::new(
-        "accuracy_vs_params",
-        "Test accuracy vs parameters",
-        acc_params,
-    ));
     s.figure(Figure::new(
         "latency_vs_macs",
         "Batch-1 CPU latency vs MACs",

@@ -5,8 +5,8 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::axes::{nice_step, Axis};
 use super::canvas::{Anchor, Canvas, Rect, FRAME, MUTED, SMALL_SIZE, TICK_SIZE};
+use super::sealed::Drawn;
 use super::{sealed, viridis, Chart};
-use crate::ReportError;
 
 /// A heatmap of `values[row][col]` with a viridis colour scale and colour bar.
 ///
@@ -139,11 +139,7 @@ impl sealed::Draw for Heatmap {
         &self.title
     }
 
-    fn draw_below<DB: DrawingBackend>(
-        &self,
-        canvas: &Canvas<DB>,
-        top: i32,
-    ) -> Result<(), ReportError> {
+    fn draw_below<DB: DrawingBackend>(&self, canvas: &Canvas<DB>, top: i32) -> Drawn {
         let (n_rows, n_cols) = (self.values.len(), self.n_cols());
         let range = self.color_range();
         let (lo, hi) = match range {

@@ -4,6 +4,7 @@ use plotters::prelude::*;
 
 use super::axes::{Axis, AxisText, Frame};
 use super::canvas::{Canvas, Rect, CENTER_TOP, INK, LABEL_SIZE, SMALL_SIZE, TICK_SIZE};
+use super::sealed::Drawn;
 use super::{palette, sealed, Chart};
 use crate::ReportError;
 
@@ -166,11 +167,7 @@ impl sealed::Draw for Histogram {
         &self.title
     }
 
-    fn draw_below<DB: DrawingBackend>(
-        &self,
-        canvas: &Canvas<DB>,
-        top: i32,
-    ) -> Result<(), ReportError> {
+    fn draw_below<DB: DrawingBackend>(&self, canvas: &Canvas<DB>, top: i32) -> Drawn {
         let r = Rect::new(12, top, canvas.width - 16, canvas.height - 8);
         let sizes = PanelText {
             title: LABEL_SIZE,
@@ -191,11 +188,7 @@ impl sealed::Draw for HistogramGrid {
         &self.title
     }
 
-    fn draw_below<DB: DrawingBackend>(
-        &self,
-        canvas: &Canvas<DB>,
-        top: i32,
-    ) -> Result<(), ReportError> {
+    fn draw_below<DB: DrawingBackend>(&self, canvas: &Canvas<DB>, top: i32) -> Drawn {
         let (cols, rows) = self.shape();
         let label_h = if self.x_label.is_empty() {
             0

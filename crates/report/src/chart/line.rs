@@ -4,8 +4,8 @@ use plotters::prelude::*;
 
 use super::axes::{draw_legend, legend_width, Axis, AxisText, Frame, LegendEntry, Swatch};
 use super::canvas::{Canvas, Px, Rect, LABEL_SIZE, SMALL_SIZE, TICK_SIZE};
+use super::sealed::Drawn;
 use super::{palette, sealed, Chart};
-use crate::ReportError;
 
 /// Series with at most this many points also get point markers.
 pub const MARKER_LIMIT: usize = 60;
@@ -58,11 +58,7 @@ impl sealed::Draw for LinePlot {
         &self.title
     }
 
-    fn draw_below<DB: DrawingBackend>(
-        &self,
-        canvas: &Canvas<DB>,
-        top: i32,
-    ) -> Result<(), ReportError> {
+    fn draw_below<DB: DrawingBackend>(&self, canvas: &Canvas<DB>, top: i32) -> Drawn {
         let all = || {
             self.series
                 .iter()

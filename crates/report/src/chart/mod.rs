@@ -34,6 +34,9 @@ pub(crate) mod sealed {
 
     use super::canvas::Canvas;
 
+    /// What drawing a plot returns.
+    pub type Drawn = Result<(), crate::ReportError>;
+
     /// The kind of image being drawn.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Target {
@@ -50,11 +53,7 @@ pub(crate) mod sealed {
         fn title(&self) -> &str;
 
         /// Draws the plot below the title, whose bottom edge is at `top`.
-        fn draw_below<DB: DrawingBackend>(
-            &self,
-            canvas: &Canvas<DB>,
-            top: i32,
-        ) -> Result<(), crate::ReportError>;
+        fn draw_below<DB: DrawingBackend>(&self, canvas: &Canvas<DB>, top: i32) -> Drawn;
 
         /// Draws the whole plot onto `area` (already filled white).
         fn draw<DB: DrawingBackend>(
@@ -166,7 +165,7 @@ impl sealed::Draw for Plot {
         &self,
         canvas: &canvas::Canvas<DB>,
         top: i32,
-    ) -> Result<(), ReportError> {
+    ) -> sealed::Drawn {
         match self {
             Plot::Scatter(p) => p.draw_below(canvas, top),
             Plot::Heatmap(p) => p.draw_below(canvas, top),

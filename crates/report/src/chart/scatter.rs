@@ -7,9 +7,9 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::axes::{draw_legend, legend_width, Axis, AxisText, Frame, LegendEntry, Swatch};
 use super::canvas::{Anchor, Canvas, Rect, INK, LABEL_SIZE, SMALL_SIZE, TICK_SIZE};
+use super::sealed::Drawn;
 use super::{palette, sealed, Chart};
 use crate::pareto::pareto_frontier;
-use crate::ReportError;
 
 /// One labelled point of a [`ScatterPlot`].
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -125,11 +125,7 @@ impl sealed::Draw for ScatterPlot {
         &self.title
     }
 
-    fn draw_below<DB: DrawingBackend>(
-        &self,
-        canvas: &Canvas<DB>,
-        top: i32,
-    ) -> Result<(), ReportError> {
+    fn draw_below<DB: DrawingBackend>(&self, canvas: &Canvas<DB>, top: i32) -> Drawn {
         let families = self.families();
         let family_index = |f: &str| {
             families
