@@ -4,9 +4,10 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use effcnn_arch::{Options, Profile};
+use effcnn_arch::{Layout, Options, Profile};
 use effcnn_nn::ComputeDevice;
 use effcnn_report::Table;
+use effcnn_train::TrainConfig;
 
 /// Output format of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -149,4 +150,44 @@ pub struct EngineArgs {
     /// Inference engine on the CPU: effcnn's compiled plan, or burn's forward (the reference).
     #[arg(long, value_enum, default_value_t = EngineArg::Plan)]
     pub engine: EngineArg,
+}
+
+/// Checkpoint key layout of a weights file (`predict`, `convert`, `export`, `se-attention`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LayoutArg {
+    Effcnn,
+    Torchvision,
+    Timm,
+    Lukemelas,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(l: LayoutArg) -> Layout {
+        match l {
+            LayoutArg::Effcnn => Layout::Canonical,
+            LayoutArg::Torchvision => Layout::Torchvision,
+            LayoutArg::Timm => Layout::Timm,
+            LayoutArg::Lukemelas => Layout::Lukemelas,
+        }
+    }
+}
+
+/// Stratified samples of the data, for quick runs (shared by `train` and `experiment`).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct SampleArgs {
+    /// Train on a stratified sample of exactly this many training images (all classes in turn;
+    /// the same images in every run).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Evaluate on a stratified sample of exactly this many test images.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+}
+
+impl SampleArgs {
+    /// Records the limits in a run's configuration.
+    pub fn apply(&self, c: &mut TrainConfig) {
+        c.train_limit = self.train_limit;
+        c.test_limit = self.test_limit;
+    }
 }

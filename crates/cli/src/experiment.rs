@@ -16,7 +16,7 @@ use effcnn_train::{
 };
 
 use crate::common::out;
-use crate::train_cmds::SampleArgs;
+use crate::common::SampleArgs;
 use effcnn_nn::engine::Engine;
 use effcnn_nn::latency::{measure, Timing};
 

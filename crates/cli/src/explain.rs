@@ -7,8 +7,9 @@ use effcnn_arch::calc::{self, Dims};
 use effcnn_arch::graph::BlockKind;
 use effcnn_arch::{diagram, resolve, Graph, Options};
 
+use effcnn_report::calc_table;
+
 use crate::common::{out, render, Format};
-use crate::zoo_cmds::calc_table;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Topic {

@@ -7,8 +7,8 @@ use clap::Args;
 use effcnn_nn::{load_weights, EffNet, InitConfig};
 use effcnn_onnx::{Batch, ExportOptions, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME};
 
+use crate::common::LayoutArg;
 use crate::common::{out, ModelArgs};
-use crate::weights_cmds::LayoutArg;
 
 #[derive(Args)]
 pub struct ExportArgs {

@@ -19,8 +19,8 @@ use effcnn_report::{write_file_atomic, write_report};
 use effcnn_train::se_gates::{capture_gates, gate_infos, select_per_class, GateInfo};
 use effcnn_train::se_report::{SeAnalysis, SeSubject, SeWeights};
 
+use crate::common::LayoutArg;
 use crate::common::{out, render, Format, ProfileArg};
-use crate::weights_cmds::LayoutArg;
 
 /// `effcnn se-attention`: SE gate statistics, heatmaps and class specificity per block.
 #[derive(Debug, Clone, Args)]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::common::ProfileArg;
+use crate::common::{ProfileArg, SampleArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use effcnn_report::{Cell, Column, Table};
@@ -76,26 +76,6 @@ impl From<ProgressArg> for ProgressMode {
 }
 
 /// `effcnn train`: train a zoo model on CPU into a run folder.
-/// Stratified samples of the data, for quick runs (shared by `train` and `experiment`).
-#[derive(Debug, Clone, Copy, Args)]
-pub struct SampleArgs {
-    /// Train on a stratified sample of exactly this many training images (all classes in turn;
-    /// the same images in every run).
-    #[arg(long)]
-    pub train_limit: Option<usize>,
-    /// Evaluate on a stratified sample of exactly this many test images.
-    #[arg(long)]
-    pub test_limit: Option<usize>,
-}
-
-impl SampleArgs {
-    /// Records the limits in a run's configuration.
-    pub fn apply(&self, c: &mut TrainConfig) {
-        c.train_limit = self.train_limit;
-        c.test_limit = self.test_limit;
-    }
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Zoo model (see `effcnn list`), e.g. dwsep_cnn, plain_cnn, mobilenet_v2.

@@ -4,31 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use effcnn_arch::{resolve, Layout};
+use effcnn_arch::resolve;
 use effcnn_nn::predict::{load_input, predict_with, Normalization};
 use effcnn_nn::{convert as convert_file, load_weights, EffNet, InitConfig};
 use effcnn_report::{Cell, Column, Table};
 
-use crate::common::{out, render, DeviceArgs, EngineArgs, Format, ModelArgs};
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LayoutArg {
-    Effcnn,
-    Torchvision,
-    Timm,
-    Lukemelas,
-}
-
-impl From<LayoutArg> for Layout {
-    fn from(l: LayoutArg) -> Layout {
-        match l {
-            LayoutArg::Effcnn => Layout::Canonical,
-            LayoutArg::Torchvision => Layout::Torchvision,
-            LayoutArg::Timm => Layout::Timm,
-            LayoutArg::Lukemelas => Layout::Lukemelas,
-        }
-    }
-}
+use crate::common::{out, render, DeviceArgs, EngineArgs, Format, LayoutArg, ModelArgs};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum NormArg {

@@ -2,10 +2,10 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use effcnn_arch::calc::{self, Calc, Dims};
+use effcnn_arch::calc::{self, Dims};
 use effcnn_arch::cost::{self, Convention, ModelCost};
 use effcnn_arch::{diagram, entries, resolve, Options};
-use effcnn_report::{Cell, Column, Table};
+use effcnn_report::{calc_table, Cell, Column, Table};
 
 use crate::common::{out, render, Format, ModelArgs, ProfileArg};
 
@@ -333,63 +333,6 @@ pub fn cost(c: CostCmd) -> Result<()> {
         return out(&serde_json::to_string_pretty(&v)?);
     }
     out(&render(&calc_table(&calc), f))
-}
-
-pub fn calc_table(c: &Calc) -> Table {
-    let mut t = Table::new(
-        c.title.clone(),
-        vec![
-            Column::left("stage"),
-            Column::left("op"),
-            Column::left("in"),
-            Column::left("out"),
-            Column::right("params"),
-            Column::right("MACs"),
-        ],
-    );
-    for s in &c.stages {
-        let _ = t.push_row(vec![
-            Cell::text(&s.name),
-            Cell::text(&s.op),
-            Cell::text(s.input.to_string()),
-            Cell::text(s.output.to_string()),
-            Cell::count(s.params),
-            Cell::count(s.macs),
-        ]);
-    }
-    let _ = t.push_row(vec![
-        Cell::text("total"),
-        Cell::Empty,
-        Cell::Empty,
-        Cell::Empty,
-        Cell::count(c.params),
-        Cell::count(c.macs),
-    ]);
-    if let Some((p, m)) = c.standard {
-        let _ = t.push_row(vec![
-            Cell::text("standard conv (same mapping)"),
-            Cell::Empty,
-            Cell::Empty,
-            Cell::Empty,
-            Cell::count(p),
-            Cell::count(m),
-        ]);
-        t.push_note(format!(
-            "reduction vs standard: {:.2}× fewer params, {:.2}× fewer MACs",
-            p as f64 / c.params as f64,
-            m as f64 / c.macs as f64
-        ));
-    }
-    t.push_note(format!(
-        "formula: {} = {}",
-        c.formula,
-        fmt_int(c.formula_macs)
-    ));
-    for n in &c.notes {
-        t.push_note(n.clone());
-    }
-    t.push_note("MACs = multiply-accumulates; FLOPs = 2 × MACs");
-    t
 }
 
 #[derive(Args)]

@@ -28,6 +28,7 @@
 //! assert!(svg.contains("MobileNetV2 1.0"));
 //! ```
 
+mod calc;
 mod chart;
 mod error;
 mod files;
@@ -38,6 +39,7 @@ mod pareto;
 mod report;
 mod table;
 
+pub use calc::calc_table;
 pub use chart::{
     Chart, Heatmap, Histogram, HistogramGrid, LinePlot, Plot, Point, ScatterPlot, DEFAULT_BINS,
     MAX_BINS, MAX_SIZE, MIN_SIZE, PALETTE,
