@@ -250,3 +250,95 @@ fn activation_backward_matches_the_derivative() {
         }
     }
 }
+
+/// The depthwise backward kernels (input and weight gradients) against a float64 loop over the
+/// definition, on every instruction set: stride 1 and 2, kernels 3 and 5, dilation, asymmetric
+/// (TF-SAME-like) padding, images narrower than the kernel, channel counts with a partial
+/// vector, and `dx` accumulated or overwritten.
+#[test]
+fn depthwise_backward_kernels_match_the_definition() {
+    use effcnn_engine::kernels::grad::WinImage;
+    use effcnn_engine::kernels::Geom;
+    // (h, w, k, stride, dilation, pad top, pad left, channels)
+    let cases = [
+        (9, 11, 3, 1, 1, 1, 1, 37),
+        (8, 8, 3, 2, 1, 1, 1, 16),
+        (7, 6, 3, 2, 1, 0, 0, 33),
+        (6, 9, 5, 1, 1, 2, 2, 20),
+        (10, 10, 3, 1, 2, 2, 2, 17),
+        (5, 2, 3, 1, 1, 1, 1, 40),
+        (4, 7, 3, 1, 1, 0, 1, 8),
+        (9, 9, 5, 2, 1, 2, 1, 19),
+    ];
+    for (i, &(h, w, k, s, d, pt, pl, c)) in cases.iter().enumerate() {
+        let out = |size: usize, p: usize| (size + 2 * p - d * (k - 1) - 1) / s + 1;
+        let g = Geom {
+            h,
+            w,
+            oh: out(h, pt),
+            ow: out(w, pl),
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            pt,
+            pl,
+            dilation: d,
+        };
+        let win = WinImage { c, s: g };
+        let x = fill(11 + i as u64, h * w * c);
+        let dy = fill(12 + i as u64, g.oh * g.ow * c);
+        let wt = fill(13 + i as u64, k * k * c);
+        let base = fill(14 + i as u64, h * w * c);
+        let dw0 = fill(15 + i as u64, k * k * c);
+        // The definition: y[oy, ox, ch] = Σ w[ky, kx, ch] · x[oy·s + ky·d - pt, ox·s + kx·d - pl, ch].
+        let mut want_dx = vec![0f64; h * w * c];
+        let mut want_dw: Vec<f64> = dw0.iter().map(|&v| f64::from(v)).collect();
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let iy = (oy * s + ky * d) as isize - pt as isize;
+                        let ix = (ox * s + kx * d) as isize - pl as isize;
+                        if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                            continue;
+                        }
+                        let p = iy as usize * w + ix as usize;
+                        for ch in 0..c {
+                            let dv = f64::from(dy[(oy * g.ow + ox) * c + ch]);
+                            want_dx[p * c + ch] += f64::from(wt[(ky * k + kx) * c + ch]) * dv;
+                            want_dw[(ky * k + kx) * c + ch] += f64::from(x[p * c + ch]) * dv;
+                        }
+                    }
+                }
+            }
+        }
+        let close = |what: &str, got: &[f32], want: &[f64], isa: Isa| {
+            for (j, (&a, &b)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    (f64::from(a) - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "case {i} {what} ({isa:?}) at {j}: {a} vs {b}"
+                );
+            }
+        };
+        for isa in Isa::available() {
+            for acc in [false, true] {
+                let mut dx = base.clone();
+                // SAFETY: the buffers hold h·w·c, oh·ow·c and k·k·c floats.
+                unsafe {
+                    grad::dw_back_dx(isa, &win, wt.as_ptr(), dy.as_ptr(), dx.as_mut_ptr(), acc)
+                };
+                let want: Vec<f64> = want_dx
+                    .iter()
+                    .zip(&base)
+                    .map(|(&v, &b)| if acc { v + f64::from(b) } else { v })
+                    .collect();
+                close("dx", &dx, &want, isa);
+            }
+            let mut dwv = dw0.clone();
+            // SAFETY: as above.
+            unsafe { grad::dw_back_dw(isa, &win, x.as_ptr(), dy.as_ptr(), dwv.as_mut_ptr()) };
+            close("dw", &dwv, &want_dw, isa);
+        }
+    }
+}

@@ -357,6 +357,17 @@ unsafe fn dw_back_dx_generic<S: Simd>(
     acc: bool,
 ) {
     let (c, g) = (j.c, &j.s);
+    if g.sh == 1 && g.sw == 1 && g.kh == 3 && g.kw == 3 {
+        let mut cb = 0;
+        while cb + S::LANES <= c {
+            dw_back_dx_gather::<S, true, 3>(j, w, dy, dx, acc, cb, S::LANES);
+            cb += S::LANES;
+        }
+        if cb < c {
+            dw_back_dx_gather::<S, false, 3>(j, w, dy, dx, acc, cb, c - cb);
+        }
+        return;
+    }
     if !acc {
         std::ptr::write_bytes(dx, 0, g.h * g.w * c);
     }
@@ -378,6 +389,103 @@ unsafe fn dw_back_dx_generic<S: Simd>(
     }
 }
 
+/// The input gradient of a stride-1 `K × K` depthwise convolution for the `cnt` channels from
+/// `cb`, gathered: each input pixel sums its `K²` taps in a register (the weights stay in
+/// registers) and is written once, four pixels of a row at a time.
+#[inline(always)]
+unsafe fn dw_back_dx_gather<S: Simd, const FULL: bool, const K: usize>(
+    j: &WinImage,
+    w: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    acc: bool,
+    cb: usize,
+    cnt: usize,
+) {
+    let (c, g) = (j.c, &j.s);
+    debug_assert!(g.sh == 1 && g.sw == 1 && g.kh == K && g.kw == K);
+    macro_rules! ld {
+        ($p:expr) => {
+            lanes::<S, FULL>($p, cnt)
+        };
+    }
+    let wv: [[S::V; K]; K] =
+        std::array::from_fn(|ky| std::array::from_fn(|kx| ld!(w.add((ky * K + kx) * c + cb))));
+    let d = g.dilation as isize;
+    let (pt, pl) = (g.pt as isize, g.pl as isize);
+    // Input columns whose every tap reads an output column inside `0..ow`:
+    // ox = ix + pl - kx·d for kx in 0..K.
+    let lo = ((K as isize - 1) * d - pl).max(0) as usize;
+    let hi = ((g.ow as isize - pl).max(0) as usize).min(g.w).max(lo);
+    for iy in 0..g.h {
+        let row = dx.add(iy * g.w * c + cb);
+        // Kernel rows whose output row is inside: oy = iy + pt - ky·d.
+        let oys: [Option<*const f32>; K] = std::array::from_fn(|ky| {
+            let oy = iy as isize + pt - ky as isize * d;
+            (oy >= 0 && (oy as usize) < g.oh).then(|| dy.add(oy as usize * g.ow * c + cb))
+        });
+        macro_rules! init {
+            ($ix:expr) => {
+                if acc {
+                    ld!(row.add($ix * c))
+                } else {
+                    S::zero()
+                }
+            };
+        }
+        macro_rules! put {
+            ($ix:expr, $v:expr) => {
+                if FULL {
+                    S::store(row.add($ix * c), $v)
+                } else {
+                    S::store_n(row.add($ix * c), $v, cnt)
+                }
+            };
+        }
+        macro_rules! edge {
+            ($ix:expr) => {{
+                let mut s = init!($ix);
+                for ky in 0..K {
+                    if let Some(dr) = oys[ky] {
+                        for kx in 0..K {
+                            let ox = $ix as isize + pl - kx as isize * d;
+                            if ox >= 0 && (ox as usize) < g.ow {
+                                s = S::fma(ld!(dr.add(ox as usize * c)), wv[ky][kx], s);
+                            }
+                        }
+                    }
+                }
+                put!($ix, s);
+            }};
+        }
+        for ix in 0..lo.min(g.w) {
+            edge!(ix);
+        }
+        let mut ix = lo;
+        while ix + 4 <= hi {
+            let mut s: [S::V; 4] = std::array::from_fn(|u| init!(ix + u));
+            for ky in 0..K {
+                if let Some(dr) = oys[ky] {
+                    for (kx, &wk) in wv[ky].iter().enumerate() {
+                        let base = dr.offset((ix as isize + pl - kx as isize * d) * c as isize);
+                        for (u, v) in s.iter_mut().enumerate() {
+                            *v = S::fma(ld!(base.add(u * c)), wk, *v);
+                        }
+                    }
+                }
+            }
+            for (u, v) in s.into_iter().enumerate() {
+                put!(ix + u, v);
+            }
+            ix += 4;
+        }
+        while ix < g.w {
+            edge!(ix);
+            ix += 1;
+        }
+    }
+}
+
 multiversion!(
     /// Depthwise convolution weight gradient of one image, added to `dw` (`[kh·kw][c]`):
     /// `dw[tap] += x[src] · dy[out]`.
@@ -389,20 +497,170 @@ multiversion!(
 
 #[inline(always)]
 unsafe fn dw_back_dw_generic<S: Simd>(j: &WinImage, x: *const f32, dy: *const f32, dw: *mut f32) {
+    let c = j.c;
+    let mut cb = 0;
+    while cb + S::LANES <= c {
+        if j.s.kw == 3 {
+            dw_back_dw_rows::<S, true, 3>(j, x, dy, dw, cb, S::LANES);
+        } else {
+            dw_back_dw_lanes::<S, true>(j, x, dy, dw, cb, S::LANES);
+        }
+        cb += S::LANES;
+    }
+    if cb < c {
+        dw_back_dw_lanes::<S, false>(j, x, dy, dw, cb, c - cb);
+    }
+}
+
+/// [`dw_back_dw_lanes`] for a kernel `KW` wide: the `KW` taps of a kernel row are summed
+/// together (each `dy` vector loaded once for all of them), two output columns at a time.
+#[inline(always)]
+unsafe fn dw_back_dw_rows<S: Simd, const FULL: bool, const KW: usize>(
+    j: &WinImage,
+    x: *const f32,
+    dy: *const f32,
+    dw: *mut f32,
+    cb: usize,
+    cnt: usize,
+) {
     let (c, g) = (j.c, &j.s);
-    for oy in 0..g.oh {
-        for ox in 0..g.ow {
-            let d = dy.add((oy * g.ow + ox) * c);
-            for ky in 0..g.kh {
-                for kx in 0..g.kw {
-                    if let Some(p) = j.src(oy, ox, ky, kx) {
-                        let xs = x.add(p * c);
-                        let o = dw.add((ky * g.kw + kx) * c);
-                        for ch in 0..c {
-                            *o.add(ch) += *xs.add(ch) * *d.add(ch);
+    debug_assert_eq!(g.kw, KW);
+    // Closures would not inherit the function's target features: macros keep every load inline.
+    macro_rules! ld {
+        ($p:expr) => {
+            lanes::<S, FULL>($p, cnt)
+        };
+    }
+    let offs: [isize; KW] = std::array::from_fn(|kx| (kx * g.dilation) as isize - g.pl as isize);
+    // Output columns whose every tap of the row lies inside the input.
+    let (lo, _) = inside(offs[0], g.sw, g.w, g.ow);
+    let (_, hi) = inside(offs[KW - 1], g.sw, g.w, g.ow);
+    let hi = hi.max(lo);
+    for ky in 0..g.kh {
+        let (oy_lo, oy_hi) = inside((ky * g.dilation) as isize - g.pt as isize, g.sh, g.h, g.oh);
+        let mut a = [[S::zero(); KW]; 2];
+        for oy in oy_lo..oy_hi {
+            let iy = oy * g.sh + ky * g.dilation - g.pt;
+            let d = dy.add(oy * g.ow * c + cb);
+            let xr = x.add(iy * g.w * c + cb);
+            macro_rules! at {
+                ($ox:expr, $kx:expr) => {
+                    xr.offset((($ox * g.sw) as isize + offs[$kx]) * c as isize)
+                };
+            }
+            macro_rules! edge {
+                ($ox:expr) => {{
+                    let dv = ld!(d.add($ox * c));
+                    for kx in 0..KW {
+                        let ix = ($ox * g.sw) as isize + offs[kx];
+                        if ix >= 0 && (ix as usize) < g.w {
+                            a[0][kx] = S::fma(ld!(at!($ox, kx)), dv, a[0][kx]);
                         }
                     }
+                }};
+            }
+            for ox in 0..lo.min(g.ow) {
+                edge!(ox);
+            }
+            let mut ox = lo;
+            while ox + 2 <= hi {
+                let (d0, d1) = (ld!(d.add(ox * c)), ld!(d.add((ox + 1) * c)));
+                for kx in 0..KW {
+                    a[0][kx] = S::fma(ld!(at!(ox, kx)), d0, a[0][kx]);
+                    a[1][kx] = S::fma(ld!(at!(ox + 1, kx)), d1, a[1][kx]);
                 }
+                ox += 2;
+            }
+            while ox < g.ow {
+                edge!(ox);
+                ox += 1;
+            }
+        }
+        for (kx, (&a0, &a1)) in a[0].iter().zip(&a[1]).enumerate() {
+            let o = dw.add((ky * g.kw + kx) * c + cb);
+            let v = S::add(ld!(o), S::add(a0, a1));
+            if FULL {
+                S::store(o, v)
+            } else {
+                S::store_n(o, v, cnt)
+            }
+        }
+    }
+}
+
+/// `cnt` floats from `p` (all lanes when `FULL`).
+#[inline(always)]
+unsafe fn lanes<S: Simd, const FULL: bool>(p: *const f32, cnt: usize) -> S::V {
+    if FULL {
+        S::load(p)
+    } else {
+        S::load_n(p, cnt)
+    }
+}
+
+/// The output columns `ox` whose input column `ox·stride + off` lies inside `0..size`.
+#[inline(always)]
+fn inside(off: isize, stride: usize, size: usize, out: usize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+    let hi = if size as isize <= off {
+        0
+    } else {
+        (size as isize - off + s - 1) / s
+    };
+    (lo as usize, (hi as usize).min(out))
+}
+
+/// The weight gradient of the `cnt` channels from `cb`, tap by tap: each tap's sum over the
+/// image stays in registers (four accumulators) and is added to `dw` once.
+#[inline(always)]
+unsafe fn dw_back_dw_lanes<S: Simd, const FULL: bool>(
+    j: &WinImage,
+    x: *const f32,
+    dy: *const f32,
+    dw: *mut f32,
+    cb: usize,
+    cnt: usize,
+) {
+    let (c, g) = (j.c, &j.s);
+    for ky in 0..g.kh {
+        let (oy_lo, oy_hi) = inside((ky * g.dilation) as isize - g.pt as isize, g.sh, g.h, g.oh);
+        for kx in 0..g.kw {
+            let off = (kx * g.dilation) as isize - g.pl as isize;
+            let (ox_lo, ox_hi) = inside(off, g.sw, g.w, g.ow);
+            let mut a = [S::zero(); 4];
+            for oy in oy_lo..oy_hi {
+                let iy = oy * g.sh + ky * g.dilation - g.pt;
+                let d = dy.add(oy * g.ow * c + cb);
+                let xr = x.offset(((iy * g.w) as isize + off) * c as isize + cb as isize);
+                let (step, mut ox) = (g.sw * c, ox_lo);
+                while ox + 4 <= ox_hi {
+                    for (u, acc) in a.iter_mut().enumerate() {
+                        let o = ox + u;
+                        let (xv, dv) = (
+                            lanes::<S, FULL>(xr.add(o * step), cnt),
+                            lanes::<S, FULL>(d.add(o * c), cnt),
+                        );
+                        *acc = S::fma(xv, dv, *acc);
+                    }
+                    ox += 4;
+                }
+                while ox < ox_hi {
+                    let (xv, dv) = (
+                        lanes::<S, FULL>(xr.add(ox * step), cnt),
+                        lanes::<S, FULL>(d.add(ox * c), cnt),
+                    );
+                    a[0] = S::fma(xv, dv, a[0]);
+                    ox += 1;
+                }
+            }
+            let sum = S::add(S::add(a[0], a[1]), S::add(a[2], a[3]));
+            let o = dw.add((ky * g.kw + kx) * c + cb);
+            let v = S::add(lanes::<S, FULL>(o, cnt), sum);
+            if FULL {
+                S::store(o, v)
+            } else {
+                S::store_n(o, v, cnt)
             }
         }
     }
