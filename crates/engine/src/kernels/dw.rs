@@ -4,7 +4,7 @@
 
 use effcnn_arch::Act;
 
-use super::{act_rows, Geom};
+use super::{act_rows, ld, st, Geom};
 use crate::simd::{multiversion, Simd};
 
 /// A window op over NHWC tensors: input `n × h × w × c` (row stride `ldx`), output rows of
@@ -137,24 +137,6 @@ struct Row {
     ky1: usize,
     cb: usize,
     cnt: usize,
-}
-
-#[inline(always)]
-unsafe fn ld<S: Simd, const FULL: bool>(p: *const f32, cnt: usize) -> S::V {
-    if FULL {
-        S::load(p)
-    } else {
-        S::load_n(p, cnt)
-    }
-}
-
-#[inline(always)]
-unsafe fn st<S: Simd, const FULL: bool>(p: *mut f32, v: S::V, cnt: usize) {
-    if FULL {
-        S::store(p, v)
-    } else {
-        S::store_n(p, v, cnt)
-    }
 }
 
 #[inline(always)]

@@ -12,7 +12,7 @@
 
 use effcnn_arch::Act;
 
-use super::Geom;
+use super::{ld, st, Geom};
 use crate::simd::{multiversion, Simd};
 
 /// Store `$e` (a function of index `$i`) into `dx[$i]`, or add it when `$acc`; one loop each, so
@@ -406,7 +406,7 @@ unsafe fn dw_back_dx_gather<S: Simd, const FULL: bool, const K: usize>(
     debug_assert!(g.sh == 1 && g.sw == 1 && g.kh == K && g.kw == K);
     macro_rules! ld {
         ($p:expr) => {
-            lanes::<S, FULL>($p, cnt)
+            ld::<S, FULL>($p, cnt)
         };
     }
     let wv: [[S::V; K]; K] =
@@ -435,11 +435,7 @@ unsafe fn dw_back_dx_gather<S: Simd, const FULL: bool, const K: usize>(
         }
         macro_rules! put {
             ($ix:expr, $v:expr) => {
-                if FULL {
-                    S::store(row.add($ix * c), $v)
-                } else {
-                    S::store_n(row.add($ix * c), $v, cnt)
-                }
+                st::<S, FULL>(row.add($ix * c), $v, cnt)
             };
         }
         macro_rules! edge {
@@ -528,7 +524,7 @@ unsafe fn dw_back_dw_rows<S: Simd, const FULL: bool, const KW: usize>(
     // Closures would not inherit the function's target features: macros keep every load inline.
     macro_rules! ld {
         ($p:expr) => {
-            lanes::<S, FULL>($p, cnt)
+            ld::<S, FULL>($p, cnt)
         };
     }
     let offs: [isize; KW] = std::array::from_fn(|kx| (kx * g.dilation) as isize - g.pl as isize);
@@ -579,22 +575,8 @@ unsafe fn dw_back_dw_rows<S: Simd, const FULL: bool, const KW: usize>(
         for (kx, (&a0, &a1)) in a[0].iter().zip(&a[1]).enumerate() {
             let o = dw.add((ky * g.kw + kx) * c + cb);
             let v = S::add(ld!(o), S::add(a0, a1));
-            if FULL {
-                S::store(o, v)
-            } else {
-                S::store_n(o, v, cnt)
-            }
+            st::<S, FULL>(o, v, cnt)
         }
-    }
-}
-
-/// `cnt` floats from `p` (all lanes when `FULL`).
-#[inline(always)]
-unsafe fn lanes<S: Simd, const FULL: bool>(p: *const f32, cnt: usize) -> S::V {
-    if FULL {
-        S::load(p)
-    } else {
-        S::load_n(p, cnt)
     }
 }
 
@@ -638,8 +620,8 @@ unsafe fn dw_back_dw_lanes<S: Simd, const FULL: bool>(
                     for (u, acc) in a.iter_mut().enumerate() {
                         let o = ox + u;
                         let (xv, dv) = (
-                            lanes::<S, FULL>(xr.add(o * step), cnt),
-                            lanes::<S, FULL>(d.add(o * c), cnt),
+                            ld::<S, FULL>(xr.add(o * step), cnt),
+                            ld::<S, FULL>(d.add(o * c), cnt),
                         );
                         *acc = S::fma(xv, dv, *acc);
                     }
@@ -647,8 +629,8 @@ unsafe fn dw_back_dw_lanes<S: Simd, const FULL: bool>(
                 }
                 while ox < ox_hi {
                     let (xv, dv) = (
-                        lanes::<S, FULL>(xr.add(ox * step), cnt),
-                        lanes::<S, FULL>(d.add(ox * c), cnt),
+                        ld::<S, FULL>(xr.add(ox * step), cnt),
+                        ld::<S, FULL>(d.add(ox * c), cnt),
                     );
                     a[0] = S::fma(xv, dv, a[0]);
                     ox += 1;
@@ -656,12 +638,8 @@ unsafe fn dw_back_dw_lanes<S: Simd, const FULL: bool>(
             }
             let sum = S::add(S::add(a[0], a[1]), S::add(a[2], a[3]));
             let o = dw.add((ky * g.kw + kx) * c + cb);
-            let v = S::add(lanes::<S, FULL>(o, cnt), sum);
-            if FULL {
-                S::store(o, v)
-            } else {
-                S::store_n(o, v, cnt)
-            }
+            let v = S::add(ld::<S, FULL>(o, cnt), sum);
+            st::<S, FULL>(o, v, cnt)
         }
     }
 }

@@ -146,3 +146,23 @@ pub fn act_scalar(a: Option<Act>, x: f32) -> f32 {
         Some(Act::HardSigmoid) => (x + 3.0).clamp(0.0, 6.0) / 6.0,
     }
 }
+
+/// `cnt` floats from `p` into a vector (all lanes when `FULL`).
+#[inline(always)]
+pub(crate) unsafe fn ld<S: crate::simd::Simd, const FULL: bool>(p: *const f32, cnt: usize) -> S::V {
+    if FULL {
+        S::load(p)
+    } else {
+        S::load_n(p, cnt)
+    }
+}
+
+/// The first `cnt` lanes of `v` to `p` (all lanes when `FULL`).
+#[inline(always)]
+pub(crate) unsafe fn st<S: crate::simd::Simd, const FULL: bool>(p: *mut f32, v: S::V, cnt: usize) {
+    if FULL {
+        S::store(p, v)
+    } else {
+        S::store_n(p, v, cnt)
+    }
+}
