@@ -269,6 +269,8 @@ fn depthwise_backward_kernels_match_the_definition() {
         (5, 2, 3, 1, 1, 1, 1, 40),
         (4, 7, 3, 1, 1, 0, 1, 8),
         (9, 9, 5, 2, 1, 2, 1, 19),
+        (3, 4, 5, 1, 1, 2, 2, 24),
+        (12, 11, 5, 1, 2, 4, 4, 33),
     ];
     for (i, &(h, w, k, s, d, pt, pl, c)) in cases.iter().enumerate() {
         let out = |size: usize, p: usize| (size + 2 * p - d * (k - 1) - 1) / s + 1;

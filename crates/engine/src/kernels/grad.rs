@@ -357,14 +357,18 @@ unsafe fn dw_back_dx_generic<S: Simd>(
     acc: bool,
 ) {
     let (c, g) = (j.c, &j.s);
+    // Stride-1 3×3 only: with 5×5 the 25 weights and the accumulators no longer fit in the
+    // registers and the gather measured slower than the loop below.
     if g.sh == 1 && g.sw == 1 && g.kh == 3 && g.kw == 3 {
         let mut cb = 0;
-        while cb + S::LANES <= c {
-            dw_back_dx_gather::<S, true, 3>(j, w, dy, dx, acc, cb, S::LANES);
+        while cb < c {
+            let cnt = (c - cb).min(S::LANES);
+            if cnt == S::LANES {
+                dw_back_dx_gather::<S, true, 3>(j, w, dy, dx, acc, cb, cnt);
+            } else {
+                dw_back_dx_gather::<S, false, 3>(j, w, dy, dx, acc, cb, cnt);
+            }
             cb += S::LANES;
-        }
-        if cb < c {
-            dw_back_dx_gather::<S, false, 3>(j, w, dy, dx, acc, cb, c - cb);
         }
         return;
     }
@@ -495,16 +499,17 @@ multiversion!(
 unsafe fn dw_back_dw_generic<S: Simd>(j: &WinImage, x: *const f32, dy: *const f32, dw: *mut f32) {
     let c = j.c;
     let mut cb = 0;
-    while cb + S::LANES <= c {
-        if j.s.kw == 3 {
-            dw_back_dw_rows::<S, true, 3>(j, x, dy, dw, cb, S::LANES);
-        } else {
-            dw_back_dw_lanes::<S, true>(j, x, dy, dw, cb, S::LANES);
+    while cb < c {
+        let cnt = (c - cb).min(S::LANES);
+        match (j.s.kw, cnt == S::LANES) {
+            (3, true) => dw_back_dw_rows::<S, true, 3>(j, x, dy, dw, cb, cnt),
+            (3, false) => dw_back_dw_rows::<S, false, 3>(j, x, dy, dw, cb, cnt),
+            (5, true) => dw_back_dw_rows::<S, true, 5>(j, x, dy, dw, cb, cnt),
+            (5, false) => dw_back_dw_rows::<S, false, 5>(j, x, dy, dw, cb, cnt),
+            (_, true) => dw_back_dw_lanes::<S, true>(j, x, dy, dw, cb, cnt),
+            (_, false) => dw_back_dw_lanes::<S, false>(j, x, dy, dw, cb, cnt),
         }
         cb += S::LANES;
-    }
-    if cb < c {
-        dw_back_dw_lanes::<S, false>(j, x, dy, dw, cb, c - cb);
     }
 }
 
