@@ -41,8 +41,8 @@ mod table;
 
 pub use calc::calc_table;
 pub use chart::{
-    Chart, Heatmap, Histogram, HistogramGrid, LinePlot, Plot, Point, ScatterPlot, DEFAULT_BINS,
-    MAX_BINS, MAX_SIZE, MIN_SIZE, PALETTE,
+    Chart, CostPoint, Heatmap, Histogram, HistogramGrid, LinePlot, Plot, Point, ScatterPlot,
+    DEFAULT_BINS, MAX_BINS, MAX_SIZE, MIN_SIZE, PALETTE,
 };
 pub use error::ReportError;
 pub use files::write_file_atomic;

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use effcnn_arch::cost::{self, ModelCost};
 use effcnn_arch::{entries, entry, resolve, Options};
-use effcnn_report::{pareto_frontier, Cell, Column, Figure, Point, Report, ScatterPlot, Table};
+use effcnn_report::{
+    pareto_frontier, Cell, Column, CostPoint, Figure, Point, Report, ScatterPlot, Table,
+};
 
 use crate::error::{Result, TrainError};
 use crate::results::{se_pair_verdict, RunGroup};
@@ -249,33 +251,30 @@ pub fn comparison_report(rows: &[Row], groups: &[RunGroup]) -> Result<Report> {
             .collect();
         let pm = pareto_models(&by_macs);
         let pp = pareto_models(&by_params);
-        let pts = |v: &[(&str, f64, f64)]| -> Vec<Point> {
-            v.iter()
-                .zip(&imagenet)
-                .map(|((m, x, y), r)| Point::new(*m, r.family.clone(), *x, *y))
-                .collect()
-        };
+        let models: Vec<CostPoint> = imagenet
+            .iter()
+            .map(|r| CostPoint {
+                label: r.model.clone(),
+                family: r.family.clone(),
+                macs_m: r.cost.macs as f64 / 1e6,
+                params_m: r.cost.params as f64 / 1e6,
+                accuracy: acc(r),
+            })
+            .collect();
         let s = rep.section("Accuracy vs cost (ImageNet, published top-1)");
-        s.figure(Figure::new(
-            "accuracy_vs_macs",
-            "ImageNet top-1 vs MACs (log scale); the line is the Pareto frontier",
-            ScatterPlot::cost_plot(
-                "ImageNet top-1 vs MACs",
-                "MACs (millions, log)",
-                "top-1 (%)",
-                pts(&by_macs),
-            ),
-        ));
-        s.figure(Figure::new(
-            "accuracy_vs_params",
-            "ImageNet top-1 vs parameters (log scale); the line is the Pareto frontier",
-            ScatterPlot::cost_plot(
-                "ImageNet top-1 vs parameters",
-                "parameters (millions, log)",
-                "top-1 (%)",
-                pts(&by_params),
-            ),
-        ));
+        let plots = ScatterPlot::accuracy_vs_cost(
+            &models,
+            |w| format!("ImageNet top-1 vs {w}"),
+            "top-1 (%)",
+            true,
+        );
+        for (key, what, plot) in plots {
+            s.figure(Figure::new(
+                format!("accuracy_vs_{key}"),
+                format!("ImageNet top-1 vs {what} (log scale); the line is the Pareto frontier"),
+                plot,
+            ));
+        }
         s.text(format!(
             "Pareto-optimal by MACs (no other model is both cheaper and more accurate): {}.",
             pm.join(", ")
@@ -291,41 +290,28 @@ pub fn comparison_report(rows: &[Row], groups: &[RunGroup]) -> Result<Report> {
              config.json to verify a number.",
         );
         s.table(runs_table(groups));
-        let pts = |x: &dyn Fn(&RunGroup) -> f64| -> Vec<Point> {
-            groups
-                .iter()
-                .map(|g| {
-                    Point::new(
-                        g.model.clone(),
-                        g.family.clone(),
-                        x(g),
-                        g.mean_std().0 * 100.0,
-                    )
-                })
-                .collect()
-        };
         let frontier = groups.len() > 2;
-        for (id, what, x) in [
-            (
-                "cifar_accuracy_vs_macs",
-                "MACs",
-                &(|g: &RunGroup| g.macs as f64 / 1e6) as &dyn Fn(&RunGroup) -> f64,
-            ),
-            ("cifar_accuracy_vs_params", "parameters", &|g: &RunGroup| {
-                g.params as f64 / 1e6
-            }),
-        ] {
-            let mut p = ScatterPlot::cost_plot(
-                format!("CIFAR-10 accuracy vs {what} (32²)"),
-                format!("{what} (millions, log)"),
-                "test accuracy (%)",
-                pts(x),
-            );
-            p.frontier = frontier;
+        let models: Vec<CostPoint> = groups
+            .iter()
+            .map(|g| CostPoint {
+                label: g.model.clone(),
+                family: g.family.clone(),
+                macs_m: g.macs as f64 / 1e6,
+                params_m: g.params as f64 / 1e6,
+                accuracy: g.mean_std().0 * 100.0,
+            })
+            .collect();
+        let plots = ScatterPlot::accuracy_vs_cost(
+            &models,
+            |w| format!("CIFAR-10 accuracy vs {w} (32²)"),
+            "test accuracy (%)",
+            frontier,
+        );
+        for (key, what, plot) in plots {
             s.figure(Figure::new(
-                id,
+                format!("cifar_accuracy_vs_{key}"),
                 format!("CIFAR-10 test accuracy (mean over seeds) of effcnn runs vs {what} as trained; the line is the Pareto frontier"),
-                p,
+                plot,
             ));
         }
         let pairs: Vec<String> = groups

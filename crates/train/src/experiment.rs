@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use effcnn_arch::{cost, resolve, Options};
-use effcnn_report::{Cell, Column, Figure, LinePlot, Point, Report, ScatterPlot, Table};
+use effcnn_report::{Cell, Column, CostPoint, Figure, LinePlot, Point, Report, ScatterPlot, Table};
 
 use crate::error::{Result, TrainError};
 use crate::results::{mean_std, se_pair_verdict};
@@ -216,37 +216,28 @@ pub fn experiment_report(
         ));
     }
     s.table(results_table(rs, p));
-    let pts = |f: &dyn Fn(&ModelResult) -> f64| -> Vec<Point> {
-        rs.iter()
-            .map(|r| {
-                Point::new(
-                    r.model.clone(),
-                    r.family.clone(),
-                    f(r),
-                    mean_std(&r.accs).0 * 100.0,
-                )
-            })
-            .collect()
-    };
-    let frontier = rs.len() > 2;
-    for (id, what, x) in [
-        (
-            "accuracy_vs_macs",
-            "MACs",
-            &(|r: &ModelResult| r.macs as f64 / 1e6) as &dyn Fn(&ModelResult) -> f64,
-        ),
-        ("accuracy_vs_params", "parameters", &|r: &ModelResult| {
-            r.params as f64 / 1e6
-        }),
-    ] {
-        let mut plot = ScatterPlot::cost_plot(
+    let models: Vec<CostPoint> = rs
+        .iter()
+        .map(|r| CostPoint {
+            label: r.model.clone(),
+            family: r.family.clone(),
+            macs_m: r.macs as f64 / 1e6,
+            params_m: r.params as f64 / 1e6,
+            accuracy: mean_std(&r.accs).0 * 100.0,
+        })
+        .collect();
+    let plots = ScatterPlot::accuracy_vs_cost(
+        &models,
+        |w| format!("Test accuracy vs {w}"),
+        "test accuracy (%)",
+        rs.len() > 2,
+    );
+    for (key, what, plot) in plots {
+        s.figure(Figure::new(
+            format!("accuracy_vs_{key}"),
             format!("Test accuracy vs {what}"),
-            format!("{what} (millions, log)"),
-            "test accuracy (%)",
-            pts(x),
-        );
-        plot.frontier = frontier;
-        s.figure(Figure::new(id, format!("Test accuracy vs {what}"), plot));
+            plot,
+        ));
     }
     let lat_pts = rs
         .iter()

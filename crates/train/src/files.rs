@@ -1,6 +1,6 @@
 //! Run-folder file handling: atomic writes, JSON files, content fingerprints.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -17,6 +17,16 @@ pub const LAST_WEIGHTS: &str = "last.safetensors";
 pub const BEST_WEIGHTS: &str = "best.safetensors";
 /// `last.optim.bpk`: burn optimizer record (momentum / Adam moments) matching `last.safetensors`.
 pub const LAST_OPTIMIZER: &str = "last.optim.bpk";
+/// Suffix of a checkpoint file written for the next `state.json` and not yet moved into place:
+/// an epoch saves `last.safetensors.next` and `last.optim.bpk.next`, commits `state.json` with
+/// their fingerprints, then renames them. A run killed in between still resumes exactly: the
+/// files match either the old `state.json` or, still staged, the new one.
+pub const STAGED_SUFFIX: &str = ".next";
+
+/// The staged (not yet renamed) version of the run file `name` in `dir`.
+pub fn staged(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}{STAGED_SUFFIX}"))
+}
 /// `state.json`: progress counters and fingerprints of the last checkpoint (the commit point).
 pub const STATE_FILE: &str = "state.json";
 /// `summary.json`: the [`crate::RunSummary`].

@@ -23,7 +23,7 @@ use crate::config::{OptimizerConfig, ResolvedData, TrainConfig, TrainEngine};
 use crate::error::{Result, TrainError};
 use crate::eval::{argmax_rows, evaluate_model};
 use crate::files::{
-    fingerprint, prepare_dir, read_json, read_jsonl, write_atomic, write_json, write_jsonl,
+    fingerprint, prepare_dir, read_json, read_jsonl, staged, write_atomic, write_json, write_jsonl,
     BEST_WEIGHTS, CONFIG_FILE, LAST_OPTIMIZER, LAST_WEIGHTS, METRICS_FILE, STATE_FILE,
     SUMMARY_FILE,
 };
@@ -92,6 +92,7 @@ fn train_in(config: TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunSum
         LAST_OPTIMIZER,
     ] {
         let _ = std::fs::remove_file(out.join(f));
+        let _ = std::fs::remove_file(staged(out, f));
     }
     Session::start(config, out, None, opts)?.run(opts)
 }
@@ -122,14 +123,21 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunSummary> {
             (LAST_WEIGHTS, &s.weights_fingerprint),
             (LAST_OPTIMIZER, &s.optimizer_fingerprint),
         ] {
-            let p = dir.join(file);
-            if !p.is_file() {
+            let (p, next) = (dir.join(file), staged(dir, file));
+            let matches =
+                |p: &Path| -> Result<bool> { Ok(p.is_file() && &fingerprint(p)? == want) };
+            if matches(&p)? {
+                // A staged file of an epoch that never committed.
+                let _ = std::fs::remove_file(&next);
+            } else if matches(&next)? {
+                // Committed, killed before the staged file was moved into place.
+                std::fs::rename(&next, &p).map_err(|e| TrainError::io(&p, e))?;
+            } else if !p.is_file() {
                 return Err(resume_err(&format!("{file} is missing")));
-            }
-            if &fingerprint(&p)? != want {
+            } else {
                 return Err(resume_err(&format!(
-                    "{file} does not match state.json (the run was interrupted while saving \
-                     its checkpoint); it cannot be resumed exactly"
+                    "{file} does not match state.json (the file was changed or damaged after \
+                     training wrote it); it cannot be resumed exactly"
                 )));
             }
         }
@@ -691,11 +699,12 @@ impl Session {
         let improved = score > prev_best;
         self.metrics.push(metrics.clone());
 
-        // Save: metrics, weights, optimizer, best; state.json last (the commit point).
+        // Save: metrics, best, the staged last weights and optimizer; state.json (the commit
+        // point, naming the staged files' fingerprints); then the staged files move into place.
         write_jsonl(&self.out.join(METRICS_FILE), &self.metrics)?;
-        let last = self.out.join(LAST_WEIGHTS);
+        let last = staged(&self.out, LAST_WEIGHTS);
         effcnn_nn::save_safetensors(&self.model, &last, None)?;
-        let opt_path = self.out.join(LAST_OPTIMIZER);
+        let opt_path = staged(&self.out, LAST_OPTIMIZER);
         write_atomic(&opt_path, &optimizer_bytes(&self.optim, &opt_path)?)?;
         if improved {
             effcnn_nn::save_safetensors(&self.model, self.out.join(BEST_WEIGHTS), None)?;
@@ -707,6 +716,10 @@ impl Session {
         self.state.weights_fingerprint = fingerprint(&last)?;
         self.state.optimizer_fingerprint = fingerprint(&opt_path)?;
         write_json(&self.out.join(STATE_FILE), &self.state)?;
+        for (staged_file, name) in [(&last, LAST_WEIGHTS), (&opt_path, LAST_OPTIMIZER)] {
+            let to = self.out.join(name);
+            std::fs::rename(staged_file, &to).map_err(|e| TrainError::io(&to, e))?;
+        }
         write_json(&self.out.join(SUMMARY_FILE), &self.summary())?;
         progress.end_epoch(&metrics);
         Ok(())

@@ -79,6 +79,29 @@ fn check(config: TrainConfig, tag: &str) {
     assert_eq!(noop.final_test_accuracy, resumed.final_test_accuracy);
     assert_eq!(learning_metrics(&split).len(), 3);
 
+    // Killed after an epoch's staged checkpoint was written but before state.json committed
+    // it: the staged files are stale and dropped.
+    for f in ["last.safetensors", "last.optim.bpk"] {
+        std::fs::write(
+            split.join(format!("{f}.next")),
+            b"an epoch that never committed",
+        )
+        .unwrap();
+    }
+    resume(&split, &opts(None)).unwrap();
+    assert!(!split.join("last.safetensors.next").exists());
+    assert!(weights(&straight, "last.safetensors") == weights(&split, "last.safetensors"));
+    // Killed after state.json committed the epoch, before the staged files were moved into
+    // place: resuming completes the commit.
+    for f in ["last.safetensors", "last.optim.bpk"] {
+        std::fs::copy(split.join(f), split.join(format!("{f}.next"))).unwrap();
+        std::fs::write(split.join(f), b"the previous epoch's checkpoint").unwrap();
+    }
+    let completed = resume(&split, &opts(None)).unwrap();
+    assert_eq!(completed.final_test_accuracy, resumed.final_test_accuracy);
+    assert!(!split.join("last.optim.bpk.next").exists());
+    assert!(weights(&straight, "last.safetensors") == weights(&split, "last.safetensors"));
+
     // A checkpoint that does not match state.json is refused.
     std::fs::write(split.join("last.optim.bpk"), b"garbage").unwrap();
     let e = resume(&split, &opts(None)).unwrap_err();

@@ -19,7 +19,7 @@ use plotters::prelude::*;
 pub use heatmap::Heatmap;
 pub use histogram::{Histogram, HistogramGrid, DEFAULT_BINS, MAX_BINS};
 pub use line::LinePlot;
-pub use scatter::{Point, ScatterPlot};
+pub use scatter::{CostPoint, Point, ScatterPlot};
 
 use crate::ReportError;
 

@@ -36,6 +36,19 @@ impl Point {
     }
 }
 
+/// One model of [`ScatterPlot::accuracy_vs_cost`]: costs in millions, accuracy in percent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostPoint {
+    pub label: String,
+    pub family: String,
+    /// Multiply-accumulates, millions.
+    pub macs_m: f64,
+    /// Parameters, millions.
+    pub params_m: f64,
+    /// Accuracy, percent.
+    pub accuracy: f64,
+}
+
 /// A scatter plot of labelled points, coloured by family, e.g. accuracy vs MACs.
 ///
 /// Families get palette colours and marker shapes in sorted name order, so
@@ -87,6 +100,36 @@ impl ScatterPlot {
             points,
             ..ScatterPlot::new(title, x_label, y_label)
         }
+    }
+
+    /// The two accuracy-vs-cost plots of a comparison: accuracy against MACs and against
+    /// parameters (millions, log scale), each as `(key, what, plot)` with key `macs` / `params`
+    /// and `what` `MACs` / `parameters`, titled `title(what)`; `frontier` draws the Pareto
+    /// frontier.
+    pub fn accuracy_vs_cost(
+        models: &[CostPoint],
+        title: impl Fn(&str) -> String,
+        y_label: &str,
+        frontier: bool,
+    ) -> [(&'static str, &'static str, ScatterPlot); 2] {
+        let plot = |what: &str, x: fn(&CostPoint) -> f64| {
+            let points = models
+                .iter()
+                .map(|m| Point::new(m.label.clone(), m.family.clone(), x(m), m.accuracy))
+                .collect();
+            let mut p = ScatterPlot::cost_plot(
+                title(what),
+                format!("{what} (millions, log)"),
+                y_label,
+                points,
+            );
+            p.frontier = frontier;
+            p
+        };
+        [
+            ("macs", "MACs", plot("MACs", |m| m.macs_m)),
+            ("params", "parameters", plot("parameters", |m| m.params_m)),
+        ]
     }
 
     /// The distinct families in the order of their colours (sorted by name).
