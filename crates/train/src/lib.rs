@@ -12,6 +12,7 @@
 //! | `last.optim.bpk`   | burn's optimizer record (momentum / Adam moments) for resuming       |
 //! | `best.safetensors` | weights of the best epoch                                            |
 //! | `state.json`       | epoch and step counters, fingerprints of the last checkpoint          |
+//! | `*.next`           | an epoch's last weights / optimizer state, staged until `state.json` names them, then renamed (a resume completes or drops a staged pair) |
 //! | `summary.json`     | [`RunSummary`]: best/final test accuracy (fractions), params, MACs, wall time, device, data |
 //!
 //! ```no_run
