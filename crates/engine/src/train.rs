@@ -8,9 +8,10 @@
 //! batch statistics of every batch norm. The optimizer, the running statistics and the
 //! checkpoints stay with the caller (effcnn-nn / effcnn-train keep them in burn).
 //!
-//! Dense and grouped convolutions run as GEMMs: forward `im2col(x) · W`, input gradient
-//! `dy · Wᵀ` scattered back (col2im) per image, weight gradient `im2col(x)ᵀ · dy` in blocks of
-//! rows. Depthwise convolutions, pooling and the element-wise ops have their own kernels.
+//! Dense and grouped convolutions run as GEMMs: forward `im2col(x) · W`; input gradient of a
+//! stride-1 convolution as the forward convolution `im2col(dy) · flip(W)ᵀ`, of a strided one
+//! `dy · Wᵀ` scattered back (col2im) per image; weight gradient `dyᵀ · im2col(x)` in blocks of
+//! rows, `dyᵀ` read in place. Depthwise convolutions, pooling and the element-wise ops have their own kernels.
 //! Every sum over the batch is split into a fixed set of chunks added in order, and every
 //! other write belongs to exactly one task, so a step gives the same bits on any thread count.
 
@@ -72,6 +73,9 @@ enum TOp {
         depthwise: bool,
         /// 1×1, stride 1, no padding: the GEMM reads the input rows in place.
         direct: bool,
+        /// Stride 1 (not direct): the input gradient as a forward convolution of `dy` with the
+        /// flipped, transposed kernel, over this geometry (no col2im scatter).
+        flip: Option<Geom>,
     },
     Linear {
         fin: usize,
@@ -157,14 +161,13 @@ impl P {
 }
 
 struct Scratch {
-    a: Vec<f32>,
     b: Vec<f32>,
     packed: Option<PackedB>,
 }
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = const {
-        std::cell::RefCell::new(Scratch { a: Vec::new(), b: Vec::new(), packed: None })
+        std::cell::RefCell::new(Scratch { b: Vec::new(), packed: None })
     };
 }
 
@@ -194,6 +197,30 @@ impl std::fmt::Debug for TrainPlan {
             .field("nodes", &self.nodes.len())
             .finish()
     }
+}
+
+/// The input gradient of a stride-1 convolution as a forward convolution over its output
+/// gradient: `dx[i] = Σ dy[i + pt − ky·d] · W[ky]` is a correlation with the flipped kernel and
+/// top/left padding `(k − 1)·d − pad`. Its GEMM has `cin_g` output columns: `None` where they
+/// leave most of a panel of `nr` empty (narrower layers keep the col2im GEMM, whose columns are
+/// all `kh·kw·cin_g`), for strides > 1 and for a padding wider than the kernel's reach.
+fn flipped(g: &Geom, cin_g: usize, nr: usize) -> Option<Geom> {
+    let reach = |k: usize| (k - 1) * g.dilation;
+    let fills = cin_g % nr == 0 || cin_g >= 4 * nr;
+    let fits = g.pt <= reach(g.kh) && g.pl <= reach(g.kw);
+    (fills && fits && g.sh == 1 && g.sw == 1).then(|| Geom {
+        h: g.oh,
+        w: g.ow,
+        oh: g.h,
+        ow: g.w,
+        kh: g.kh,
+        kw: g.kw,
+        sh: 1,
+        sw: 1,
+        pt: reach(g.kh) - g.pt,
+        pl: reach(g.kw) - g.pl,
+        dilation: g.dilation,
+    })
 }
 
 /// Ops that are views of their input in training: flatten, and dropout or drop-path that drop
@@ -234,11 +261,17 @@ impl TrainPlan {
                     let x = inp.expect("a conv has an input");
                     let geom = Geom::conv(cv, (x.h, x.w), (s.h, s.w));
                     let (t, l) = (geom.pt, geom.pl);
+                    let direct = cv.k == (1, 1) && cv.stride == (1, 1) && t == 0 && l == 0;
                     TOp::Conv {
                         conv: *cv,
                         geom,
                         depthwise: cv.groups == cv.cin && cv.cout == cv.cin && cv.groups > 1,
-                        direct: cv.k == (1, 1) && cv.stride == (1, 1) && t == 0 && l == 0,
+                        direct,
+                        flip: if direct {
+                            None
+                        } else {
+                            flipped(&geom, cv.cin / cv.groups, opts.isa.nr())
+                        },
                     }
                 }
                 Op::Linear { fin, fout, bias } => {
@@ -511,8 +544,14 @@ impl TrainPlan {
             let aux = &mut self.aux[id];
             match &self.nodes[t].op {
                 TOp::Conv {
-                    conv, depthwise, ..
+                    conv,
+                    depthwise,
+                    direct,
+                    flip,
+                    ..
                 } => {
+                    // A direct convolution's input gradient is the 1×1 case of the flip.
+                    let flip = &(flip.is_some() || *direct);
                     let wt = fetch_tensor(g, weights, id, "weight")?;
                     aux.bias = if conv.bias {
                         fetch_tensor(g, weights, id, "bias")?.to_vec()
@@ -532,6 +571,7 @@ impl TrainPlan {
                     } else {
                         let (cin_g, cout_g) = (conv.cin / conv.groups, conv.cout / conv.groups);
                         let k = taps * cin_g;
+                        let k_out = taps * (conv.cout / conv.groups);
                         let bias = &aux.bias;
                         aux.fwd.resize_with(conv.groups, || PackedB::empty(nr));
                         aux.bwd.resize_with(conv.groups, || PackedB::empty(nr));
@@ -546,16 +586,30 @@ impl TrainPlan {
                                 },
                                 |col| bias[gi * cout_g + col],
                             );
-                            aux.bwd[gi].pack_into(
-                                cout_g,
-                                k,
-                                |col, kk| {
-                                    let co = gi * cout_g + kk;
-                                    let (tap, ci) = (col / cin_g, col % cin_g);
-                                    wt[(co * cin_g + ci) * taps + tap]
-                                },
-                                |_| 0.0,
-                            );
+                            if *flip {
+                                // B[(tap', co)][ci] = W[co][ci][taps − 1 − tap'] (the kernel
+                                // flipped in both directions, cin and cout swapped).
+                                aux.bwd[gi].pack_into(
+                                    k_out,
+                                    cin_g,
+                                    |col, kk| {
+                                        let (tap, co) = (kk / cout_g, gi * cout_g + kk % cout_g);
+                                        wt[(co * cin_g + col) * taps + taps - 1 - tap]
+                                    },
+                                    |_| 0.0,
+                                );
+                            } else {
+                                aux.bwd[gi].pack_into(
+                                    cout_g,
+                                    k,
+                                    |col, kk| {
+                                        let co = gi * cout_g + kk;
+                                        let (tap, ci) = (col / cin_g, col % cin_g);
+                                        wt[(co * cin_g + ci) * taps + tap]
+                                    },
+                                    |_| 0.0,
+                                );
+                            }
                         }
                     }
                 }
@@ -625,6 +679,7 @@ impl TrainPlan {
                     geom,
                     depthwise,
                     direct,
+                    ..
                 } => {
                     let x = x.expect("input");
                     let aux = &self.aux[id];
@@ -673,14 +728,9 @@ impl TrainPlan {
                 TOp::Bn { eps } => {
                     let x = x.expect("input");
                     let c = s.c;
-                    let xp = P(x);
-                    let sums = self.col_sums(rows, c, x);
+                    let (mean, sq) = self.bn_stats(rows, c, x);
                     let m = rows as f64;
-                    let mean: Vec<f32> = sums.iter().map(|v| (v / m) as f32).collect();
-                    let mp = P(mean.as_ptr() as *mut f32);
-                    let sq = self.chunk_sums(rows, c, |r0, r1, out| {
-                        grad::col_sums(isa, r1 - r0, c, xp.at(r0 * c), c, mp.at(0), true, out)
-                    });
+                    let mean: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
                     let aux = &mut self.aux[id];
                     let var: Vec<f64> = sq.iter().map(|v| v / m).collect();
                     aux.invstd = var
@@ -894,13 +944,14 @@ impl TrainPlan {
                     geom,
                     depthwise,
                     direct,
+                    flip,
                 } => {
                     let x = self.val_ptr(node.inputs[0]);
                     let dx = dx_of(0);
                     if *depthwise {
                         self.dw_backward(id, conv, geom, x, dy, dx);
                     } else {
-                        self.conv_backward(id, conv, geom, *direct, x, dy, dx);
+                        self.conv_backward(id, conv, geom, *direct, flip.as_ref(), x, dy, dx);
                     }
                 }
                 TOp::Linear { fin, fout, .. } => {
@@ -1190,20 +1241,55 @@ impl TrainPlan {
         });
     }
 
+    /// The mean and `Σ (x − mean)²` per channel of `rows × c` (contiguous) in one pass: shifted
+    /// sums per fixed chunk of rows, merged in f64 (Chan et al.'s pairwise update).
+    fn bn_stats(&self, rows: usize, c: usize, x: *const f32) -> (Vec<f64>, Vec<f64>) {
+        let chunks = rows.div_ceil(CHUNK_ROWS).max(1);
+        let mut part = vec![0.0f32; chunks * 2 * c];
+        let (pp, xp, isa) = (P(part.as_mut_ptr()), P(x as *mut f32), self.isa);
+        let span = |t: usize| (t * CHUNK_ROWS, ((t + 1) * CHUNK_ROWS).min(rows));
+        self.par(chunks, |t| {
+            let (r0, r1) = span(t);
+            let out = pp.at(t * 2 * c);
+            // SAFETY: rows r0..r1 of x and this chunk's 2c partials.
+            unsafe { grad::shifted_sums(isa, r1 - r0, c, xp.at(r0 * c), out, out.add(c)) }
+        });
+        // Per chunk: its mean and M2; then the mean of all, and M2 + n·(mean_t − mean)².
+        let mut means = vec![0.0f64; chunks * c];
+        let mut m2 = vec![0.0f64; c];
+        let mut mean = vec![0.0f64; c];
+        for t in 0..chunks {
+            let (r0, r1) = span(t);
+            let nt = (r1 - r0) as f64;
+            // SAFETY: row r0 of x holds the chunk's shift.
+            let shift = unsafe { std::slice::from_raw_parts(x.add(r0 * c), c) };
+            let (s1, s2) = part[t * 2 * c..(t + 1) * 2 * c].split_at(c);
+            for ch in 0..c {
+                let (a, b) = (s1[ch] as f64, s2[ch] as f64);
+                means[t * c + ch] = shift[ch] as f64 + a / nt;
+                m2[ch] += (b - a * a / nt).max(0.0);
+                mean[ch] += nt * means[t * c + ch];
+            }
+        }
+        for v in &mut mean {
+            *v /= rows as f64;
+        }
+        for t in 0..chunks {
+            let (r0, r1) = span(t);
+            let nt = (r1 - r0) as f64;
+            for ch in 0..c {
+                let d = means[t * c + ch] - mean[ch];
+                m2[ch] += nt * d * d;
+            }
+        }
+        (mean, m2)
+    }
+
     /// Per-channel column sums of `rows × c` (contiguous), in fixed chunks.
     fn col_sums(&self, rows: usize, c: usize, x: *const f32) -> Vec<f64> {
         let (xp, isa) = (P(x as *mut f32), self.isa);
         self.chunk_sums(rows, c, |r0, r1, out| unsafe {
-            grad::col_sums(
-                isa,
-                r1 - r0,
-                c,
-                xp.at(r0 * c),
-                c,
-                std::ptr::null(),
-                false,
-                out,
-            )
+            grad::col_sums(isa, r1 - r0, c, xp.at(r0 * c), c, out)
         })
     }
 
@@ -1218,7 +1304,7 @@ impl TrainPlan {
     /// The weight gradient `dyᵀ · A` (`m × k`) summed over `rows` rows, in [`PARTS`] fixed
     /// partial sums: `dy` columns `coff .. coff + m` (row stride `ldy`), `A` the layer's input
     /// rows or their im2col view ([`WSrc`]). Blocks of rows of `A` are packed as GEMM panels
-    /// and the (small) `dy` block is transposed, so the GEMM streams contiguous memory.
+    /// and `dyᵀ` is read from `dy` in place (a transposed `A`), so the GEMM streams contiguous memory.
     #[allow(clippy::too_many_arguments)]
     unsafe fn weight_grad(
         &mut self,
@@ -1253,11 +1339,6 @@ impl TrainPlan {
                 while r0 < m1 {
                     let r1 = (r0 + block).min(m1);
                     let r = r1 - r0;
-                    if sc.a.len() < m * r {
-                        sc.a.resize(m * r, 0.0);
-                    }
-                    let at = sc.a.as_mut_ptr();
-                    grad::transpose(isa, r, m, dyp.at(r0 * ldy + coff), ldy, at);
                     match src {
                         WSrc::Rows { x, ld, c0 } => {
                             packed.repack_rows(r, k, x.add(r0 * ld + c0), *ld)
@@ -1273,7 +1354,10 @@ impl TrainPlan {
                     }
                     let job = GemmJob {
                         m,
-                        a: ASrc::Direct { a: at, lda: r },
+                        a: ASrc::Trans {
+                            a: dyp.at(r0 * ldy + coff),
+                            lda: ldy,
+                        },
                         b: &packed,
                         out,
                         ldc: k,
@@ -1306,6 +1390,7 @@ impl TrainPlan {
         conv: &effcnn_arch::Conv,
         geom: &Geom,
         direct: bool,
+        flip: Option<&Geom>,
         x: *mut f32,
         dy: *mut f32,
         dx: Option<(*mut f32, bool)>,
@@ -1320,14 +1405,23 @@ impl TrainPlan {
         let isa = self.isa;
         // Input gradient.
         if let Some((dx, acc)) = dx {
-            if direct {
+            if direct || flip.is_some() {
                 for gi in 0..conv.groups {
-                    let a = ASrc::Direct {
-                        a: dy.add(gi * cout_g),
-                        lda: cout,
+                    let a = match flip {
+                        Some(fg) => ASrc::Im2col(Im2col {
+                            x: dy,
+                            ldx: cout,
+                            c0: gi * cout_g,
+                            cin: cout_g,
+                            s: *fg,
+                        }),
+                        None => ASrc::Direct {
+                            a: dy.add(gi * cout_g),
+                            lda: cout,
+                        },
                     };
                     let b = &self.aux[id].bwd[gi];
-                    self.gemm(rows, a, b, dx.add(gi * cin_g), cin, acc);
+                    self.gemm(n * geom.h * geom.w, a, b, dx.add(gi * cin_g), cin, acc);
                 }
             } else {
                 let bwd = &self.aux[id].bwd;

@@ -120,6 +120,9 @@ impl PackedB {
 pub enum ASrc {
     /// Row `r` is `a[r * lda ..][..k]`.
     Direct { a: *const f32, lda: usize },
+    /// `A` stored transposed: element `(r, kk)` is `a[kk * lda + r]` (a weight gradient's
+    /// `dyᵀ`, read from the NHWC output gradient in place).
+    Trans { a: *const f32, lda: usize },
     /// An im2col view of an NHWC tensor (rows = output pixels, `k = kh·kw·cin` in (ky, kx, ci)
     /// order), gathered per block.
     Im2col(Im2col),
@@ -238,11 +241,12 @@ unsafe fn gemm_task_generic<S: Simd>(job: &GemmJob, t: usize) {
     let k = job.b.k;
     let rows = m1 - m0;
     match job.a {
-        ASrc::Direct { a, lda } => block::<S>(job, a.add(m0 * lda), lda, m0, m1, p0, p1),
+        ASrc::Direct { a, lda } => block::<S, false>(job, a.add(m0 * lda), lda, m0, m1, p0, p1),
+        ASrc::Trans { a, lda } => block::<S, true>(job, a.add(m0), lda, m0, m1, p0, p1),
         ASrc::Im2col(g) => {
             let s = scratch(rows * k);
             gather_rows::<S>(&g, m0, rows, s);
-            block::<S>(job, s, k, m0, m1, p0, p1)
+            block::<S, false>(job, s, k, m0, m1, p0, p1)
         }
     }
 }
@@ -260,9 +264,10 @@ fn scratch(n: usize) -> *mut f32 {
     })
 }
 
-/// Rows `m0..m1` (the block's `A` at `a`, row stride `lda`) × panels `p0..p1`.
+/// Rows `m0..m1` (the block's `A` at `a`, row stride `lda`, or column stride if `T`) × panels
+/// `p0..p1`.
 #[inline(always)]
-unsafe fn block<S: Simd>(
+unsafe fn block<S: Simd, const T: bool>(
     job: &GemmJob,
     a: *const f32,
     lda: usize,
@@ -283,8 +288,8 @@ unsafe fn block<S: Simd>(
         let mut r = m0;
         while r < m1 {
             let rows = (m1 - r).min(S::MR);
-            let ar = a.add((r - m0) * lda);
-            micro_rows::<S>(rows, b.k, ar, lda, bp, tile.as_mut_ptr());
+            let ar = a.add((r - m0) * if T { 1 } else { lda });
+            micro_rows::<S, T>(rows, b.k, ar, lda, bp, tile.as_mut_ptr());
             epilogue::<S>(job, tile.as_ptr(), r, rows, p);
             r += rows;
         }
@@ -309,7 +314,7 @@ unsafe fn block<S: Simd>(
 }
 
 #[inline(always)]
-unsafe fn micro_rows<S: Simd>(
+unsafe fn micro_rows<S: Simd, const T: bool>(
     rows: usize,
     k: usize,
     a: *const f32,
@@ -320,7 +325,7 @@ unsafe fn micro_rows<S: Simd>(
     macro_rules! arms {
         ($($n:literal)*) => {
             match rows {
-                $($n => micro::<S, $n>(k, a, lda, b, tile),)*
+                $($n => micro::<S, T, $n>(k, a, lda, b, tile),)*
                 _ => unreachable!("rows ≤ MR ≤ 8"),
             }
         };
@@ -328,9 +333,9 @@ unsafe fn micro_rows<S: Simd>(
     if rows == S::MR {
         // The common case first: one full-height instantiation per instruction set.
         match S::MR {
-            8 => micro::<S, 8>(k, a, lda, b, tile),
-            4 => micro::<S, 4>(k, a, lda, b, tile),
-            _ => micro::<S, 2>(k, a, lda, b, tile),
+            8 => micro::<S, T, 8>(k, a, lda, b, tile),
+            4 => micro::<S, T, 4>(k, a, lda, b, tile),
+            _ => micro::<S, T, 2>(k, a, lda, b, tile),
         }
     } else {
         arms!(1 2 3 4 5 6 7)
@@ -338,9 +343,10 @@ unsafe fn micro_rows<S: Simd>(
 }
 
 /// The register-tiled kernel: `tile[r][..nr] = Σ_k a[r][k] · b[k][..nr]` for `R` rows read in
-/// place (row stride `lda`), each `A` value broadcast straight from memory into its FMAs.
+/// place (row stride `lda`; with `T`, the `R` values of step `kk` side by side at
+/// `a + kk · lda`), each `A` value broadcast straight from memory into its FMAs.
 #[inline(always)]
-unsafe fn micro<S: Simd, const R: usize>(
+unsafe fn micro<S: Simd, const T: bool, const R: usize>(
     k: usize,
     a: *const f32,
     lda: usize,
@@ -350,20 +356,35 @@ unsafe fn micro<S: Simd, const R: usize>(
     let l = S::LANES;
     let mut acc0 = [S::zero(); R];
     let mut acc1 = [S::zero(); R];
-    let mut rows = [a; R];
-    for (r, p) in rows.iter_mut().enumerate() {
-        *p = a.add(r * lda);
-    }
     let mut bp = b;
-    for kk in 0..k {
-        let b0 = S::load(bp);
-        let b1 = S::load(bp.add(l));
-        for r in 0..R {
-            let av = S::splat(*rows[r].add(kk));
-            acc0[r] = S::fma(av, b0, acc0[r]);
-            acc1[r] = S::fma(av, b1, acc1[r]);
+    if T {
+        let mut ap = a;
+        for _ in 0..k {
+            let b0 = S::load(bp);
+            let b1 = S::load(bp.add(l));
+            for r in 0..R {
+                let av = S::splat(*ap.add(r));
+                acc0[r] = S::fma(av, b0, acc0[r]);
+                acc1[r] = S::fma(av, b1, acc1[r]);
+            }
+            ap = ap.add(lda);
+            bp = bp.add(2 * l);
         }
-        bp = bp.add(2 * l);
+    } else {
+        let mut rows = [a; R];
+        for (r, p) in rows.iter_mut().enumerate() {
+            *p = a.add(r * lda);
+        }
+        for kk in 0..k {
+            let b0 = S::load(bp);
+            let b1 = S::load(bp.add(l));
+            for r in 0..R {
+                let av = S::splat(*rows[r].add(kk));
+                acc0[r] = S::fma(av, b0, acc0[r]);
+                acc1[r] = S::fma(av, b1, acc1[r]);
+            }
+            bp = bp.add(2 * l);
+        }
     }
     for r in 0..R {
         S::store(tile.add(r * 2 * l), acc0[r]);
