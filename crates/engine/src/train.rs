@@ -75,7 +75,7 @@ enum TOp {
         direct: bool,
         /// Stride 1 (not direct): the input gradient as a forward convolution of `dy` with the
         /// flipped, transposed kernel, over this geometry (no col2im scatter).
-        flip: Option<Geom>,
+        flip: Option<Box<Geom>>,
     },
     Linear {
         fin: usize,
@@ -206,7 +206,7 @@ impl std::fmt::Debug for TrainPlan {
 /// all `kh·kw·cin_g`), for strides > 1 and for a padding wider than the kernel's reach.
 fn flipped(g: &Geom, cin_g: usize, nr: usize) -> Option<Geom> {
     let reach = |k: usize| (k - 1) * g.dilation;
-    let fills = cin_g % nr == 0 || cin_g >= 4 * nr;
+    let fills = cin_g.is_multiple_of(nr) || cin_g >= 4 * nr;
     let fits = g.pt <= reach(g.kh) && g.pl <= reach(g.kw);
     (fills && fits && g.sh == 1 && g.sw == 1).then(|| Geom {
         h: g.oh,
@@ -270,7 +270,7 @@ impl TrainPlan {
                         flip: if direct {
                             None
                         } else {
-                            flipped(&geom, cv.cin / cv.groups, opts.isa.nr())
+                            flipped(&geom, cv.cin / cv.groups, opts.isa.nr()).map(Box::new)
                         },
                     }
                 }
@@ -573,17 +573,16 @@ impl TrainPlan {
                         let k = taps * cin_g;
                         let k_out = taps * (conv.cout / conv.groups);
                         let bias = &aux.bias;
+                        // PyTorch's [co][ci][kh][kw], `ci` within the group.
+                        let w =
+                            |co: usize, ci: usize, tap: usize| wt[(co * cin_g + ci) * taps + tap];
                         aux.fwd.resize_with(conv.groups, || PackedB::empty(nr));
                         aux.bwd.resize_with(conv.groups, || PackedB::empty(nr));
                         for gi in 0..conv.groups {
                             aux.fwd[gi].pack_into(
                                 k,
                                 cout_g,
-                                |col, kk| {
-                                    let co = gi * cout_g + col;
-                                    let (tap, ci) = (kk / cin_g, kk % cin_g);
-                                    wt[(co * cin_g + ci) * taps + tap]
-                                },
+                                |col, kk| w(gi * cout_g + col, kk % cin_g, kk / cin_g),
                                 |col| bias[gi * cout_g + col],
                             );
                             if *flip {
@@ -593,8 +592,7 @@ impl TrainPlan {
                                     k_out,
                                     cin_g,
                                     |col, kk| {
-                                        let (tap, co) = (kk / cout_g, gi * cout_g + kk % cout_g);
-                                        wt[(co * cin_g + col) * taps + taps - 1 - tap]
+                                        w(gi * cout_g + kk % cout_g, col, taps - 1 - kk / cout_g)
                                     },
                                     |_| 0.0,
                                 );
@@ -602,11 +600,7 @@ impl TrainPlan {
                                 aux.bwd[gi].pack_into(
                                     cout_g,
                                     k,
-                                    |col, kk| {
-                                        let co = gi * cout_g + kk;
-                                        let (tap, ci) = (col / cin_g, col % cin_g);
-                                        wt[(co * cin_g + ci) * taps + tap]
-                                    },
+                                    |col, kk| w(gi * cout_g + kk, col % cin_g, col / cin_g),
                                     |_| 0.0,
                                 );
                             }
@@ -951,7 +945,7 @@ impl TrainPlan {
                     if *depthwise {
                         self.dw_backward(id, conv, geom, x, dy, dx);
                     } else {
-                        self.conv_backward(id, conv, geom, *direct, flip.as_ref(), x, dy, dx);
+                        self.conv_backward(id, conv, geom, *direct, flip.as_deref(), x, dy, dx);
                     }
                 }
                 TOp::Linear { fin, fout, .. } => {
