@@ -722,9 +722,14 @@ impl TrainPlan {
                 TOp::Bn { eps } => {
                     let x = x.expect("input");
                     let c = s.c;
-                    let (mean, sq) = self.bn_stats(rows, c, x);
+                    let xp = P(x);
+                    let sums = self.col_sums(rows, c, x);
                     let m = rows as f64;
-                    let mean: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
+                    let mean: Vec<f32> = sums.iter().map(|v| (v / m) as f32).collect();
+                    let mp = P(mean.as_ptr() as *mut f32);
+                    let sq = self.chunk_sums(rows, c, |r0, r1, out| {
+                        grad::col_sums(isa, r1 - r0, c, xp.at(r0 * c), c, mp.at(0), true, out)
+                    });
                     let aux = &mut self.aux[id];
                     let var: Vec<f64> = sq.iter().map(|v| v / m).collect();
                     aux.invstd = var
@@ -1235,55 +1240,20 @@ impl TrainPlan {
         });
     }
 
-    /// The mean and `Σ (x − mean)²` per channel of `rows × c` (contiguous) in one pass: shifted
-    /// sums per fixed chunk of rows, merged in f64 (Chan et al.'s pairwise update).
-    fn bn_stats(&self, rows: usize, c: usize, x: *const f32) -> (Vec<f64>, Vec<f64>) {
-        let chunks = rows.div_ceil(CHUNK_ROWS).max(1);
-        let mut part = vec![0.0f32; chunks * 2 * c];
-        let (pp, xp, isa) = (P(part.as_mut_ptr()), P(x as *mut f32), self.isa);
-        let span = |t: usize| (t * CHUNK_ROWS, ((t + 1) * CHUNK_ROWS).min(rows));
-        self.par(chunks, |t| {
-            let (r0, r1) = span(t);
-            let out = pp.at(t * 2 * c);
-            // SAFETY: rows r0..r1 of x and this chunk's 2c partials.
-            unsafe { grad::shifted_sums(isa, r1 - r0, c, xp.at(r0 * c), out, out.add(c)) }
-        });
-        // Per chunk: its mean and M2; then the mean of all, and M2 + n·(mean_t − mean)².
-        let mut means = vec![0.0f64; chunks * c];
-        let mut m2 = vec![0.0f64; c];
-        let mut mean = vec![0.0f64; c];
-        for t in 0..chunks {
-            let (r0, r1) = span(t);
-            let nt = (r1 - r0) as f64;
-            // SAFETY: row r0 of x holds the chunk's shift.
-            let shift = unsafe { std::slice::from_raw_parts(x.add(r0 * c), c) };
-            let (s1, s2) = part[t * 2 * c..(t + 1) * 2 * c].split_at(c);
-            for ch in 0..c {
-                let (a, b) = (s1[ch] as f64, s2[ch] as f64);
-                means[t * c + ch] = shift[ch] as f64 + a / nt;
-                m2[ch] += (b - a * a / nt).max(0.0);
-                mean[ch] += nt * means[t * c + ch];
-            }
-        }
-        for v in &mut mean {
-            *v /= rows as f64;
-        }
-        for t in 0..chunks {
-            let (r0, r1) = span(t);
-            let nt = (r1 - r0) as f64;
-            for ch in 0..c {
-                let d = means[t * c + ch] - mean[ch];
-                m2[ch] += nt * d * d;
-            }
-        }
-        (mean, m2)
-    }
-
     /// Per-channel column sums of `rows × c` (contiguous), in fixed chunks.
     fn col_sums(&self, rows: usize, c: usize, x: *const f32) -> Vec<f64> {
         let (xp, isa) = (P(x as *mut f32), self.isa);
         self.chunk_sums(rows, c, |r0, r1, out| unsafe {
-            grad::col_sums(isa, r1 - r0, c, xp.at(r0 * c), c, out)
+            grad::col_sums(
+                isa,
+                r1 - r0,
+                c,
+                xp.at(r0 * c),
+                c,
+                std::ptr::null(),
+                false,
+                out,
+            )
         })
     }
 

@@ -115,11 +115,21 @@ unsafe fn act_back_generic<S: Simd>(
 }
 
 multiversion!(
-    /// Per-channel sums over `rows` rows of `c` channels (row stride `ld`): `out[ch] = Σ x`.
+    /// Per-channel sums over `rows` rows of `c` channels (row stride `ld`):
+    /// `s1[ch] = Σ x`, and with `dev` (a per-channel mean) `s2[ch] = Σ (x − mean)²`
+    /// instead of `Σ x` when `square`.
     ///
     /// # Safety
-    /// `x` must be valid for the rows, `out` for `c` floats.
-    pub fn col_sums(rows: usize, c: usize, x: *const f32, ld: usize, out: *mut f32) => col_sums_generic
+    /// `x` must be valid for the rows; `mean` for `c` floats when `square`; `out` for `c`.
+    pub fn col_sums(
+        rows: usize,
+        c: usize,
+        x: *const f32,
+        ld: usize,
+        mean: *const f32,
+        square: bool,
+        out: *mut f32,
+    ) => col_sums_generic
 );
 
 #[inline(always)]
@@ -128,6 +138,8 @@ unsafe fn col_sums_generic<S: Simd>(
     c: usize,
     x: *const f32,
     ld: usize,
+    mean: *const f32,
+    square: bool,
     out: *mut f32,
 ) {
     for ch in 0..c {
@@ -135,40 +147,15 @@ unsafe fn col_sums_generic<S: Simd>(
     }
     for r in 0..rows {
         let xr = x.add(r * ld);
-        for ch in 0..c {
-            *out.add(ch) += *xr.add(ch);
-        }
-    }
-}
-
-multiversion!(
-    /// One pass of a batch norm's statistics over `rows` rows of `c` channels (contiguous),
-    /// shifted by the first row `k = x[0]` against cancellation: `s1[ch] = Σ (x − k)`,
-    /// `s2[ch] = Σ (x − k)²`.
-    ///
-    /// # Safety
-    /// `x` must be valid for `rows × c` floats (`rows ≥ 1`), `s1` and `s2` for `c`.
-    pub fn shifted_sums(rows: usize, c: usize, x: *const f32, s1: *mut f32, s2: *mut f32) => shifted_sums_generic
-);
-
-#[inline(always)]
-unsafe fn shifted_sums_generic<S: Simd>(
-    rows: usize,
-    c: usize,
-    x: *const f32,
-    s1: *mut f32,
-    s2: *mut f32,
-) {
-    for ch in 0..c {
-        *s1.add(ch) = 0.0;
-        *s2.add(ch) = 0.0;
-    }
-    for r in 1..rows {
-        let xr = x.add(r * c);
-        for ch in 0..c {
-            let d = *xr.add(ch) - *x.add(ch);
-            *s1.add(ch) += d;
-            *s2.add(ch) += d * d;
+        if square {
+            for ch in 0..c {
+                let d = *xr.add(ch) - *mean.add(ch);
+                *out.add(ch) += d * d;
+            }
+        } else {
+            for ch in 0..c {
+                *out.add(ch) += *xr.add(ch);
+            }
         }
     }
 }
