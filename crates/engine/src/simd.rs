@@ -81,7 +81,7 @@ impl Isa {
     pub fn mr(&self) -> usize {
         match self {
             Isa::Avx512 => 8,
-            Isa::Avx2 => 4,
+            Isa::Avx2 => 6,
             Isa::Portable => 2,
         }
     }
@@ -97,6 +97,8 @@ pub trait Simd: Copy + Send + Sync + 'static {
     const LANES: usize;
     /// Rows of the GEMM micro-kernel (its tile is `MR × 2·LANES`), sized to the register file.
     const MR: usize;
+    /// Masked loads and stores of a partial vector cost about as much as full ones.
+    const FAST_MASK: bool;
     type V: Copy;
     unsafe fn splat(x: f32) -> Self::V;
     unsafe fn zero() -> Self::V {
@@ -120,6 +122,8 @@ pub trait Simd: Copy + Send + Sync + 'static {
     unsafe fn round(a: Self::V) -> Self::V;
     /// 2^n for integral `n` in [-126, 127].
     unsafe fn pow2i(n: Self::V) -> Self::V;
+    /// `v` where `0 < z < hi`, 0 elsewhere (NaN in `z` gives 0).
+    unsafe fn keep_open(z: Self::V, hi: Self::V, v: Self::V) -> Self::V;
 
     /// Load `n` lanes (`n <= LANES`).
     #[inline(always)]
@@ -185,6 +189,7 @@ macro_rules! lanewise {
 impl Simd for Portable {
     const LANES: usize = 8;
     const MR: usize = 2;
+    const FAST_MASK: bool = false;
     type V = [f32; 8];
     #[inline(always)]
     unsafe fn splat(x: f32) -> [f32; 8] {
@@ -243,6 +248,16 @@ impl Simd for Portable {
         lanewise!(a, a, |x, _y| x.round_ties_even())
     }
     #[inline(always)]
+    unsafe fn keep_open(z: [f32; 8], hi: [f32; 8], v: [f32; 8]) -> [f32; 8] {
+        let mut o = [0.0f32; 8];
+        for i in 0..8 {
+            if z[i] > 0.0 && z[i] < hi[i] {
+                o[i] = v[i];
+            }
+        }
+        o
+    }
+    #[inline(always)]
     unsafe fn pow2i(n: [f32; 8]) -> [f32; 8] {
         lanewise!(n, n, |x, _y| f32::from_bits(
             ((x as i32 + 127) as u32) << 23
@@ -272,7 +287,8 @@ mod x86 {
 
     impl Simd for Avx2 {
         const LANES: usize = 8;
-        const MR: usize = 4;
+        const MR: usize = 6;
+        const FAST_MASK: bool = false;
         type V = __m256;
         #[inline(always)]
         unsafe fn splat(x: f32) -> __m256 {
@@ -328,6 +344,14 @@ mod x86 {
             _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
         }
         #[inline(always)]
+        unsafe fn keep_open(z: __m256, hi: __m256, v: __m256) -> __m256 {
+            let m = _mm256_and_ps(
+                _mm256_cmp_ps::<_CMP_GT_OQ>(z, _mm256_setzero_ps()),
+                _mm256_cmp_ps::<_CMP_LT_OQ>(z, hi),
+            );
+            _mm256_and_ps(m, v)
+        }
+        #[inline(always)]
         unsafe fn pow2i(n: __m256) -> __m256 {
             let i = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
             _mm256_castsi256_ps(_mm256_slli_epi32::<23>(i))
@@ -341,6 +365,7 @@ mod x86 {
     impl Simd for Avx512 {
         const LANES: usize = 16;
         const MR: usize = 8;
+        const FAST_MASK: bool = true;
         type V = __m512;
         #[inline(always)]
         unsafe fn splat(x: f32) -> __m512 {
@@ -393,6 +418,12 @@ mod x86 {
         #[inline(always)]
         unsafe fn round(a: __m512) -> __m512 {
             _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
+        }
+        #[inline(always)]
+        unsafe fn keep_open(z: __m512, hi: __m512, v: __m512) -> __m512 {
+            let m = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(z, _mm512_setzero_ps())
+                & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(z, hi);
+            _mm512_maskz_mov_ps(m, v)
         }
         #[inline(always)]
         unsafe fn pow2i(n: __m512) -> __m512 {

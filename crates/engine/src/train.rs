@@ -141,6 +141,9 @@ struct Aux {
     invstd: Vec<f32>,
     var_unbiased: Vec<f32>,
     gamma: Vec<f32>,
+    /// Batch norm: this step's `γ / σ` and `β − mean · γ / σ` (what the forward applied).
+    scale: Vec<f32>,
+    shift: Vec<f32>,
     /// Dropout: the mask, already divided by the keep probability.
     mask: Vec<f32>,
     /// This step's gradients of the weight (PyTorch layout; the linear layer's in NHWC feature
@@ -463,20 +466,34 @@ impl TrainPlan {
                 "label {bad} is outside the model's {k} classes"
             )));
         }
+        // EFFCNN_STEP_PROFILE=1: every step prints each node's forward and backward time.
+        let mut prof = std::env::var_os("EFFCNN_STEP_PROFILE").map(|_| StepProfile::default());
+        let t0 = std::time::Instant::now();
         self.load_weights(weights)?;
         for t in 0..self.nodes.len() {
             if !self.nodes[t].absorbed {
+                let t1 = std::time::Instant::now();
                 self.forward(t, input);
+                if let Some(p) = prof.as_mut() {
+                    p.record(self, t, "forward", t1);
+                }
             }
         }
         let (loss, logits) = self.loss(input);
         for t in (0..self.nodes.len()).rev() {
             let d = self.dy_node(t);
             if !self.nodes[t].absorbed && (!self.grads[d].is_empty() || d == self.output) {
+                let t1 = std::time::Instant::now();
                 self.backward(t);
+                if let Some(p) = prof.as_mut() {
+                    p.record(self, t, "backward", t1);
+                }
             }
         }
         let (grads, batch_stats) = self.collect(weights)?;
+        if let Some(p) = prof {
+            p.print(t0);
+        }
         Ok(StepOutput {
             loss,
             logits,
@@ -747,6 +764,9 @@ impl TrainPlan {
                         None => (None, y),
                     };
                     self.map(rows, c, x, Some((&scale, &shift)), act, None, y);
+                    let aux = &mut self.aux[id];
+                    aux.scale = scale;
+                    aux.shift = shift;
                 }
                 TOp::Act(a) => self.map(rows, s.c, x.expect("input"), None, Some(*a), None, y),
                 TOp::Add => {
@@ -973,21 +993,13 @@ impl TrainPlan {
                     let c = s.c;
                     let aux = &self.aux[id];
                     let (mp, dyp, xp) = (P(aux.mean.as_ptr() as *mut f32), P(dy), P(x));
-                    // A fused activation masks the output gradient by its output.
-                    let (yp, hi) = match node.fused {
-                        Some((a, out)) => (
-                            P(self.val_ptr(out)),
-                            if a == Act::Relu6 { 6.0 } else { f32::INFINITY },
-                        ),
-                        None => (P(std::ptr::null_mut()), f32::INFINITY),
-                    };
-                    let ym = |r0: usize| {
-                        if yp.0.is_null() {
-                            std::ptr::null()
-                        } else {
-                            yp.at(r0 * c) as *const f32
-                        }
-                    };
+                    // A fused activation masks the output gradient where it cut its input.
+                    let mask = node.fused.map(|(a, _)| grad::BnMask {
+                        scale: aux.scale.as_ptr(),
+                        shift: aux.shift.as_ptr(),
+                        hi: if a == Act::Relu6 { 6.0 } else { f32::INFINITY },
+                    });
+                    let mask = &mask;
                     // Σ dy and Σ dy·(x − mean) side by side: one chunked sum of width 2c.
                     let sums = self.chunk_sums(rows, 2 * c, |r0, r1, out| {
                         grad::bn_back_sums(
@@ -997,8 +1009,7 @@ impl TrainPlan {
                             dyp.at(r0 * c),
                             xp.at(r0 * c),
                             mp.at(0),
-                            ym(r0),
-                            hi,
+                            mask.as_ref(),
                             out,
                             out.add(c),
                         )
@@ -1029,8 +1040,7 @@ impl TrainPlan {
                                 dyp.at(r0 * c),
                                 xp.at(r0 * c),
                                 mp.at(0),
-                                ym(r0),
-                                hi,
+                                mask.as_ref(),
                                 ap.at(0),
                                 bp.at(0),
                                 kp.at(0),
@@ -1303,17 +1313,23 @@ impl TrainPlan {
                 while r0 < m1 {
                     let r1 = (r0 + block).min(m1);
                     let r = r1 - r0;
+                    // `B` is read in place where its rows hold whole panels (the layer's
+                    // input rows, or the im2col rows gathered with a panel of slack after
+                    // them); only a channel slice narrower than its panels is packed.
                     match src {
+                        WSrc::Rows { x, ld, c0 } if k.is_multiple_of(nr) => {
+                            packed.view_rows(r, k, x.add(r0 * ld + c0), *ld)
+                        }
                         WSrc::Rows { x, ld, c0 } => {
                             packed.repack_rows(r, k, x.add(r0 * ld + c0), *ld)
                         }
                         WSrc::Im2col(im) => {
-                            if sc.b.len() < r * k {
-                                sc.b.resize(r * k, 0.0);
+                            if sc.b.len() < r * k + nr {
+                                sc.b.resize(r * k + nr, 0.0);
                             }
                             let cols = sc.b.as_mut_ptr();
                             gemm::im2col_gather(isa, im, r0, r, cols);
-                            packed.repack_rows(r, k, cols, k);
+                            packed.view_rows(r, k, cols, k);
                         }
                     }
                     let job = GemmJob {
@@ -1589,6 +1605,33 @@ impl TrainPlan {
             }
         }
         Ok((grads, stats))
+    }
+}
+
+/// Per-node times of one step, printed to stderr (`EFFCNN_STEP_PROFILE`).
+#[derive(Default)]
+struct StepProfile {
+    rows: Vec<(String, &'static str, f64)>,
+}
+
+impl StepProfile {
+    fn record(&mut self, plan: &TrainPlan, t: usize, phase: &'static str, t0: std::time::Instant) {
+        let node = &plan.nodes[t];
+        let op = format!("{:?}", node.op);
+        let kind = op.split([' ', '(', '{']).next().unwrap_or("").to_string();
+        let path = &plan.graph.nodes[node.id].path;
+        self.rows.push((
+            format!("{path} ({kind})"),
+            phase,
+            t0.elapsed().as_secs_f64(),
+        ));
+    }
+
+    fn print(&self, t0: std::time::Instant) {
+        for (node, phase, s) in &self.rows {
+            eprintln!("{:9.3} ms  {phase:8}  {node}", s * 1e3);
+        }
+        eprintln!("{:9.3} ms  step", t0.elapsed().as_secs_f64() * 1e3);
     }
 }
 

@@ -22,7 +22,16 @@ pub struct PackedB {
     data: Vec<f32>,
     /// Per-column bias, zero-padded to whole panels.
     bias: Vec<f32>,
+    /// Set by [`PackedB::view_rows`]: `B` is read in place, row `kk` at `ptr + kk · ld`.
+    view: Option<(RowsPtr, usize)>,
 }
+
+/// The start of a row-major `B` read in place.
+#[derive(Debug, Clone, Copy)]
+struct RowsPtr(*const f32);
+// SAFETY: a view is only read, by the tasks of the GEMM it was set up for.
+unsafe impl Send for RowsPtr {}
+unsafe impl Sync for RowsPtr {}
 
 impl PackedB {
     /// Pack `B[kk][col] = w(col, kk)` and its bias.
@@ -50,6 +59,7 @@ impl PackedB {
         let panels = n.div_ceil(nr);
         self.k = k;
         self.n = n;
+        self.view = None;
         self.data.clear();
         self.data.resize(panels * k * nr, 0.0);
         for p in 0..panels {
@@ -78,7 +88,24 @@ impl PackedB {
             nr,
             data: Vec::new(),
             bias: Vec::new(),
+            view: None,
         }
+    }
+
+    /// Read a row-major `k × n` source (row stride `ld`) in place, with a zero bias: no copy.
+    /// The micro-kernel loads whole panels, so each row is read up to the next multiple of
+    /// `nr` columns; the columns past `n` only reach tile columns that are never written out.
+    ///
+    /// # Safety
+    /// `src` must be valid for `k` rows of `n.next_multiple_of(nr)` floats at stride `ld`, and
+    /// stay so while this packing is used.
+    pub unsafe fn view_rows(&mut self, k: usize, n: usize, src: *const f32, ld: usize) {
+        let panels = n.div_ceil(self.nr);
+        self.k = k;
+        self.n = n;
+        self.view = Some((RowsPtr(src), ld));
+        self.bias.clear();
+        self.bias.resize(panels * self.nr, 0.0);
     }
 
     /// Re-pack from a row-major `k × n` source (row stride `ld`) with a zero bias, reusing the
@@ -91,6 +118,7 @@ impl PackedB {
         let panels = n.div_ceil(nr);
         self.k = k;
         self.n = n;
+        self.view = None;
         self.data.clear();
         self.data.resize(panels * k * nr, 0.0);
         self.bias.clear();
@@ -148,14 +176,24 @@ multiversion!(
 );
 
 /// Copy `n` floats with vector loads and stores (a `memcpy` call per tap costs more than the
-/// copy for the few channels of a tap).
+/// copy for the few channels of a tap). The tail goes through a masked store where the
+/// instruction set makes those cheap (AVX-512) and float by float elsewhere (AVX2's
+/// `vmaskmovps` store is microcoded on AMD's Zen cores).
 #[inline(always)]
 unsafe fn copy_vec<S: Simd>(src: *const f32, dst: *mut f32, n: usize) {
     let mut i = 0;
-    while i < n {
-        let cnt = (n - i).min(S::LANES);
-        S::store_upto(dst.add(i), S::load_upto(src.add(i), cnt), cnt);
+    while i + S::LANES <= n {
+        S::store(dst.add(i), S::load(src.add(i)));
         i += S::LANES;
+    }
+    if i < n {
+        if S::FAST_MASK {
+            S::store_n(dst.add(i), S::load_n(src.add(i), n - i), n - i);
+        } else {
+            for j in i..n {
+                *dst.add(j) = *src.add(j);
+            }
+        }
     }
 }
 
@@ -163,6 +201,10 @@ unsafe fn copy_vec<S: Simd>(src: *const f32, dst: *mut f32, n: usize) {
 unsafe fn gather_rows<S: Simd>(g: &Im2col, r0: usize, rows: usize, dst: *mut f32) {
     let s = &g.s;
     let k = s.kh * s.kw * g.cin;
+    // With whole pixels (`ldx == cin`) and no dilation, the taps of one kernel row that fall
+    // inside the image are one contiguous run of the input: copied at once, so a layer with
+    // few channels (a 3-channel stem) copies 9 floats per kernel row instead of 3 per tap.
+    let runs = g.ldx == g.cin && s.dilation == 1;
     for r in 0..rows {
         let row = r0 + r;
         let ox = row % s.ow;
@@ -171,14 +213,36 @@ unsafe fn gather_rows<S: Simd>(g: &Im2col, r0: usize, rows: usize, dst: *mut f32
         let d = dst.add(r * k);
         for ky in 0..s.kh {
             let iy = (oy * s.sh + ky * s.dilation) as isize - s.pt as isize;
+            let drow = d.add(ky * s.kw * g.cin);
+            if iy < 0 || iy as usize >= s.h {
+                std::ptr::write_bytes(drow, 0, s.kw * g.cin);
+                continue;
+            }
+            let line = (n * s.h + iy as usize) * s.w;
+            if runs {
+                // Taps kx0..kx1 are inside the row; the others are padding.
+                let ix0 = (ox * s.sw) as isize - s.pl as isize;
+                let kx0 = (-ix0).clamp(0, s.kw as isize) as usize;
+                let kx1 = (s.w as isize - ix0).clamp(kx0 as isize, s.kw as isize) as usize;
+                std::ptr::write_bytes(drow, 0, kx0 * g.cin);
+                if kx1 > kx0 {
+                    let pix = line + (ix0 + kx0 as isize) as usize;
+                    copy_vec::<S>(
+                        g.x.add(pix * g.ldx + g.c0),
+                        drow.add(kx0 * g.cin),
+                        (kx1 - kx0) * g.cin,
+                    );
+                }
+                std::ptr::write_bytes(drow.add(kx1 * g.cin), 0, (s.kw - kx1) * g.cin);
+                continue;
+            }
             for kx in 0..s.kw {
                 let ix = (ox * s.sw + kx * s.dilation) as isize - s.pl as isize;
-                let dd = d.add((ky * s.kw + kx) * g.cin);
-                if iy < 0 || ix < 0 || iy as usize >= s.h || ix as usize >= s.w {
+                let dd = drow.add(kx * g.cin);
+                if ix < 0 || ix as usize >= s.w {
                     std::ptr::write_bytes(dd, 0, g.cin);
                 } else {
-                    let pix = (n * s.h + iy as usize) * s.w + ix as usize;
-                    copy_vec::<S>(g.x.add(pix * g.ldx + g.c0), dd, g.cin);
+                    copy_vec::<S>(g.x.add((line + ix as usize) * g.ldx + g.c0), dd, g.cin);
                 }
             }
         }
@@ -284,12 +348,15 @@ unsafe fn block<S: Simd, const T: bool>(
     );
     let mut tile = [0.0f32; TILE];
     for p in p0..p1 {
-        let bp = b.data.as_ptr().add(p * b.k * b.nr);
+        let (bp, ldb) = match b.view {
+            Some((RowsPtr(src), ld)) => (src.add(p * b.nr), ld),
+            None => (b.data.as_ptr().add(p * b.k * b.nr), b.nr),
+        };
         let mut r = m0;
         while r < m1 {
             let rows = (m1 - r).min(S::MR);
             let ar = a.add((r - m0) * if T { 1 } else { lda });
-            micro_rows::<S, T>(rows, b.k, ar, lda, bp, tile.as_mut_ptr());
+            micro_rows::<S, T>(rows, b.k, ar, lda, bp, ldb, tile.as_mut_ptr());
             epilogue::<S>(job, tile.as_ptr(), r, rows, p);
             r += rows;
         }
@@ -314,18 +381,20 @@ unsafe fn block<S: Simd, const T: bool>(
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn micro_rows<S: Simd, const T: bool>(
     rows: usize,
     k: usize,
     a: *const f32,
     lda: usize,
     b: *const f32,
+    ldb: usize,
     tile: *mut f32,
 ) {
     macro_rules! arms {
         ($($n:literal)*) => {
             match rows {
-                $($n => micro::<S, T, $n>(k, a, lda, b, tile),)*
+                $($n => micro::<S, T, $n>(k, a, lda, b, ldb, tile),)*
                 _ => unreachable!("rows ≤ MR ≤ 8"),
             }
         };
@@ -333,9 +402,10 @@ unsafe fn micro_rows<S: Simd, const T: bool>(
     if rows == S::MR {
         // The common case first: one full-height instantiation per instruction set.
         match S::MR {
-            8 => micro::<S, T, 8>(k, a, lda, b, tile),
-            4 => micro::<S, T, 4>(k, a, lda, b, tile),
-            _ => micro::<S, T, 2>(k, a, lda, b, tile),
+            8 => micro::<S, T, 8>(k, a, lda, b, ldb, tile),
+            6 => micro::<S, T, 6>(k, a, lda, b, ldb, tile),
+            4 => micro::<S, T, 4>(k, a, lda, b, ldb, tile),
+            _ => micro::<S, T, 2>(k, a, lda, b, ldb, tile),
         }
     } else {
         arms!(1 2 3 4 5 6 7)
@@ -344,13 +414,15 @@ unsafe fn micro_rows<S: Simd, const T: bool>(
 
 /// The register-tiled kernel: `tile[r][..nr] = Σ_k a[r][k] · b[k][..nr]` for `R` rows read in
 /// place (row stride `lda`; with `T`, the `R` values of step `kk` side by side at
-/// `a + kk · lda`), each `A` value broadcast straight from memory into its FMAs.
+/// `a + kk · lda`), each `A` value broadcast straight from memory into its FMAs; row `kk` of
+/// the panel at `b + kk · ldb`.
 #[inline(always)]
 unsafe fn micro<S: Simd, const T: bool, const R: usize>(
     k: usize,
     a: *const f32,
     lda: usize,
     b: *const f32,
+    ldb: usize,
     tile: *mut f32,
 ) {
     let l = S::LANES;
@@ -368,7 +440,7 @@ unsafe fn micro<S: Simd, const T: bool, const R: usize>(
                 acc1[r] = S::fma(av, b1, acc1[r]);
             }
             ap = ap.add(lda);
-            bp = bp.add(2 * l);
+            bp = bp.add(ldb);
         }
     } else {
         let mut rows = [a; R];
@@ -383,7 +455,7 @@ unsafe fn micro<S: Simd, const T: bool, const R: usize>(
                 acc0[r] = S::fma(av, b0, acc0[r]);
                 acc1[r] = S::fma(av, b1, acc1[r]);
             }
-            bp = bp.add(2 * l);
+            bp = bp.add(ldb);
         }
     }
     for r in 0..R {

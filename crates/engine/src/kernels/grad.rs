@@ -160,36 +160,63 @@ unsafe fn col_sums_generic<S: Simd>(
     }
 }
 
+/// The activation fused into a batch norm, for its backward: the output gradient passes where
+/// `0 < z < hi`, `z = x · scale + shift` the activation's input, recomputed from the batch
+/// norm's input with the forward's own instructions (so the mask is bit for bit the one the
+/// forward applied) instead of reading the activation's output back from memory.
+#[derive(Debug, Clone, Copy)]
+pub struct BnMask {
+    pub scale: *const f32,
+    pub shift: *const f32,
+    pub hi: f32,
+}
+
+// SAFETY: the mask's pointers are only read, by the tasks of one step, while their vectors live.
+unsafe impl Send for BnMask {}
+unsafe impl Sync for BnMask {}
+
+/// The (masked) output gradient of channels `ch .. ch + cnt` of a row.
+#[inline(always)]
+unsafe fn bn_grad<S: Simd, const FULL: bool>(
+    dr: *const f32,
+    xv: S::V,
+    mask: Option<&BnMask>,
+    ch: usize,
+    cnt: usize,
+) -> S::V {
+    let g = ld::<S, FULL>(dr.add(ch), cnt);
+    match mask {
+        None => g,
+        Some(m) => {
+            let z = S::fma(
+                xv,
+                ld::<S, FULL>(m.scale.add(ch), cnt),
+                ld::<S, FULL>(m.shift.add(ch), cnt),
+            );
+            S::keep_open(z, S::splat(m.hi), g)
+        }
+    }
+}
+
 multiversion!(
     /// Batch-norm backward sums: `sdy[ch] = Σ g`, `sdyx[ch] = Σ g · (x − mean)`, where `g = dy`,
-    /// or, for a batch norm fused with the ReLU / ReLU6 that follows it (`y` its output, not
-    /// null), `g = dy` where `0 < y < hi` and 0 elsewhere.
+    /// or, for a batch norm fused with the ReLU / ReLU6 that follows it, `g = dy` where the
+    /// activation passes its input ([`BnMask`]) and 0 elsewhere. Rows are added in order per
+    /// channel.
     ///
     /// # Safety
-    /// `dy`, `x` (and `y`) must be valid for `rows × c` (contiguous), the others for `c` floats.
+    /// `dy`, `x` must be valid for `rows × c` (contiguous), the others for `c` floats.
     pub fn bn_back_sums(
         rows: usize,
         c: usize,
         dy: *const f32,
         x: *const f32,
         mean: *const f32,
-        y: *const f32,
-        hi: f32,
+        mask: Option<&BnMask>,
         sdy: *mut f32,
         sdyx: *mut f32,
     ) => bn_back_sums_generic
 );
-
-/// The activation-masked output gradient of a fused batch norm (see [`bn_back_sums`]).
-#[inline(always)]
-unsafe fn masked(dy: *const f32, y: *const f32, hi: f32, i: usize) -> f32 {
-    let v = *y.add(i);
-    if v > 0.0 && v < hi {
-        *dy.add(i)
-    } else {
-        0.0
-    }
-}
 
 #[inline(always)]
 unsafe fn bn_back_sums_generic<S: Simd>(
@@ -198,8 +225,7 @@ unsafe fn bn_back_sums_generic<S: Simd>(
     dy: *const f32,
     x: *const f32,
     mean: *const f32,
-    y: *const f32,
-    hi: f32,
+    mask: Option<&BnMask>,
     sdy: *mut f32,
     sdyx: *mut f32,
 ) {
@@ -207,22 +233,39 @@ unsafe fn bn_back_sums_generic<S: Simd>(
         *sdy.add(ch) = 0.0;
         *sdyx.add(ch) = 0.0;
     }
-    for r in 0..rows {
-        let (dr, xr) = (dy.add(r * c), x.add(r * c));
-        if y.is_null() {
-            for ch in 0..c {
-                let g = *dr.add(ch);
-                *sdy.add(ch) += g;
-                *sdyx.add(ch) += g * (*xr.add(ch) - *mean.add(ch));
-            }
-        } else {
-            let yr = y.add(r * c);
-            for ch in 0..c {
-                let g = masked(dr, yr, hi, ch);
-                *sdy.add(ch) += g;
-                *sdyx.add(ch) += g * (*xr.add(ch) - *mean.add(ch));
-            }
+    #[inline(always)]
+    unsafe fn run<S: Simd, const FULL: bool>(
+        rows: usize,
+        c: usize,
+        ch: usize,
+        dy: *const f32,
+        x: *const f32,
+        mean: *const f32,
+        mask: Option<&BnMask>,
+        sdy: *mut f32,
+        sdyx: *mut f32,
+    ) {
+        let cnt = c - ch;
+        let mv = ld::<S, FULL>(mean.add(ch), cnt);
+        let mut s1 = S::zero();
+        let mut s2 = S::zero();
+        for r in 0..rows {
+            let xv = ld::<S, FULL>(x.add(r * c + ch), cnt);
+            let g = bn_grad::<S, FULL>(dy.add(r * c), xv, mask, ch, cnt);
+            s1 = S::add(s1, g);
+            s2 = S::add(s2, S::mul(g, S::sub(xv, mv)));
         }
+        st::<S, FULL>(sdy.add(ch), s1, cnt);
+        st::<S, FULL>(sdyx.add(ch), s2, cnt);
+    }
+    // One channel vector at a time down all rows: the sums stay in registers.
+    let mut ch = 0;
+    while ch + S::LANES <= c {
+        run::<S, true>(rows, c, ch, dy, x, mean, mask, sdy, sdyx);
+        ch += S::LANES;
+    }
+    if ch < c {
+        run::<S, false>(rows, c, ch, dy, x, mean, mask, sdy, sdyx);
     }
 }
 
@@ -231,15 +274,14 @@ multiversion!(
     /// (masked, see [`bn_back_sums`]) output gradient.
     ///
     /// # Safety
-    /// `dy`, `x`, (`y`,) `dx` must be valid for `rows × c` (contiguous), the others for `c` floats.
+    /// `dy`, `x`, `dx` must be valid for `rows × c` (contiguous), the others for `c` floats.
     pub fn bn_back_dx(
         rows: usize,
         c: usize,
         dy: *const f32,
         x: *const f32,
         mean: *const f32,
-        y: *const f32,
-        hi: f32,
+        mask: Option<&BnMask>,
         a: *const f32,
         b: *const f32,
         k: *const f32,
@@ -255,27 +297,52 @@ unsafe fn bn_back_dx_generic<S: Simd>(
     dy: *const f32,
     x: *const f32,
     mean: *const f32,
-    y: *const f32,
-    hi: f32,
+    mask: Option<&BnMask>,
     a: *const f32,
     b: *const f32,
     k: *const f32,
     dx: *mut f32,
     acc: bool,
 ) {
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn one<S: Simd, const FULL: bool>(
+        r: usize,
+        c: usize,
+        ch: usize,
+        dy: *const f32,
+        x: *const f32,
+        mean: *const f32,
+        mask: Option<&BnMask>,
+        a: *const f32,
+        b: *const f32,
+        k: *const f32,
+        dx: *mut f32,
+        acc: bool,
+    ) {
+        let cnt = c - ch;
+        let xv = ld::<S, FULL>(x.add(r * c + ch), cnt);
+        let g = bn_grad::<S, FULL>(dy.add(r * c), xv, mask, ch, cnt);
+        let centred = S::sub(xv, ld::<S, FULL>(mean.add(ch), cnt));
+        let t = S::sub(
+            S::sub(g, ld::<S, FULL>(b.add(ch), cnt)),
+            S::mul(centred, ld::<S, FULL>(k.add(ch), cnt)),
+        );
+        let mut v = S::mul(ld::<S, FULL>(a.add(ch), cnt), t);
+        let o = dx.add(r * c + ch);
+        if acc {
+            v = S::add(ld::<S, FULL>(o, cnt), v);
+        }
+        st::<S, FULL>(o, v, cnt);
+    }
     for r in 0..rows {
-        let (dr, xr, gr) = (dy.add(r * c), x.add(r * c), dx.add(r * c));
-        if y.is_null() {
-            write_grad!(acc, c, gr, |ch| *a.add(ch)
-                * (*dr.add(ch)
-                    - *b.add(ch)
-                    - (*xr.add(ch) - *mean.add(ch)) * *k.add(ch)));
-        } else {
-            let yr = y.add(r * c);
-            write_grad!(acc, c, gr, |ch| *a.add(ch)
-                * (masked(dr, yr, hi, ch)
-                    - *b.add(ch)
-                    - (*xr.add(ch) - *mean.add(ch)) * *k.add(ch)));
+        let mut ch = 0;
+        while ch + S::LANES <= c {
+            one::<S, true>(r, c, ch, dy, x, mean, mask, a, b, k, dx, acc);
+            ch += S::LANES;
+        }
+        if ch < c {
+            one::<S, false>(r, c, ch, dy, x, mean, mask, a, b, k, dx, acc);
         }
     }
 }
