@@ -124,6 +124,11 @@ pub trait Simd: Copy + Send + Sync + 'static {
     unsafe fn pow2i(n: Self::V) -> Self::V;
     /// `v` where `0 < z < hi`, 0 elsewhere (NaN in `z` gives 0).
     unsafe fn keep_open(z: Self::V, hi: Self::V, v: Self::V) -> Self::V;
+    /// A max-pooling scan step: where `v > best` or `v` is NaN (PyTorch's rule), `(v, t)`
+    /// replace `(best, idx)`.
+    unsafe fn take_max(v: Self::V, best: Self::V, t: Self::V, idx: Self::V) -> (Self::V, Self::V);
+    /// `v` where `idx == t`, 0 elsewhere.
+    unsafe fn pick(idx: Self::V, t: Self::V, v: Self::V) -> Self::V;
 
     /// Load `n` lanes (`n <= LANES`).
     #[inline(always)]
@@ -258,6 +263,32 @@ impl Simd for Portable {
         o
     }
     #[inline(always)]
+    unsafe fn take_max(
+        v: [f32; 8],
+        best: [f32; 8],
+        t: [f32; 8],
+        idx: [f32; 8],
+    ) -> ([f32; 8], [f32; 8]) {
+        let (mut b, mut i) = (best, idx);
+        for l in 0..8 {
+            if v[l] > best[l] || v[l].is_nan() {
+                b[l] = v[l];
+                i[l] = t[l];
+            }
+        }
+        (b, i)
+    }
+    #[inline(always)]
+    unsafe fn pick(idx: [f32; 8], t: [f32; 8], v: [f32; 8]) -> [f32; 8] {
+        let mut o = [0.0f32; 8];
+        for l in 0..8 {
+            if idx[l] == t[l] {
+                o[l] = v[l];
+            }
+        }
+        o
+    }
+    #[inline(always)]
     unsafe fn pow2i(n: [f32; 8]) -> [f32; 8] {
         lanewise!(n, n, |x, _y| f32::from_bits(
             ((x as i32 + 127) as u32) << 23
@@ -352,6 +383,21 @@ mod x86 {
             _mm256_and_ps(m, v)
         }
         #[inline(always)]
+        unsafe fn take_max(v: __m256, best: __m256, t: __m256, idx: __m256) -> (__m256, __m256) {
+            let take = _mm256_or_ps(
+                _mm256_cmp_ps::<_CMP_GT_OQ>(v, best),
+                _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
+            );
+            (
+                _mm256_blendv_ps(best, v, take),
+                _mm256_blendv_ps(idx, t, take),
+            )
+        }
+        #[inline(always)]
+        unsafe fn pick(idx: __m256, t: __m256, v: __m256) -> __m256 {
+            _mm256_and_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(idx, t), v)
+        }
+        #[inline(always)]
         unsafe fn pow2i(n: __m256) -> __m256 {
             let i = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
             _mm256_castsi256_ps(_mm256_slli_epi32::<23>(i))
@@ -424,6 +470,19 @@ mod x86 {
             let m = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(z, _mm512_setzero_ps())
                 & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(z, hi);
             _mm512_maskz_mov_ps(m, v)
+        }
+        #[inline(always)]
+        unsafe fn take_max(v: __m512, best: __m512, t: __m512, idx: __m512) -> (__m512, __m512) {
+            let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best)
+                | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            (
+                _mm512_mask_blend_ps(take, best, v),
+                _mm512_mask_blend_ps(take, idx, t),
+            )
+        }
+        #[inline(always)]
+        unsafe fn pick(idx: __m512, t: __m512, v: __m512) -> __m512 {
+            _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(idx, t), v)
         }
         #[inline(always)]
         unsafe fn pow2i(n: __m512) -> __m512 {

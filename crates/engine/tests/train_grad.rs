@@ -344,3 +344,98 @@ fn depthwise_backward_kernels_match_the_definition() {
         }
     }
 }
+
+/// Max-pooling backward on every instruction set against PyTorch's rule written out (each
+/// window's gradient goes to its first maximum in scan order; a NaN wins and the last NaN
+/// keeps it), for windows that tile the input (the vectorised path) and for overlapping,
+/// padded and remainder windows, with ties, NaNs and partial channel vectors, written or
+/// added to `dx`.
+#[test]
+fn max_pool_backward_matches_the_first_maximum_rule() {
+    use effcnn_engine::kernels::grad::WinImage;
+    use effcnn_engine::kernels::Geom;
+    // (h, w, k, stride, pad, channels)
+    let cases = [
+        (8, 8, 2, 2, 0, 16),
+        (6, 10, 2, 2, 0, 13),
+        (9, 9, 3, 3, 0, 3),
+        (7, 7, 2, 2, 0, 24),
+        (8, 8, 3, 2, 1, 17),
+        (9, 8, 3, 1, 0, 9),
+    ];
+    for (i, &(h, w, k, s, p, c)) in cases.iter().enumerate() {
+        let out = |size: usize| (size + 2 * p - k) / s + 1;
+        let g = Geom::pool(k, s, p, (h, w), (out(h), out(w)));
+        let win = WinImage { c, s: g };
+        // Three levels make ties common; a few NaNs, some windows with two of them.
+        let mut x: Vec<f32> = fill(40 + i as u64, h * w * c)
+            .iter()
+            .map(|v| (v * 1.5).round())
+            .collect();
+        for j in (5..x.len()).step_by(23) {
+            x[j] = f32::NAN;
+        }
+        for j in (5 + c..x.len()).step_by(23 * 4) {
+            x[j] = f32::NAN;
+        }
+        let dy = fill(50 + i as u64, g.oh * g.ow * c);
+        let base = fill(60 + i as u64, h * w * c);
+        let mut want = vec![0f32; h * w * c];
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                for ch in 0..c {
+                    let (mut best, mut arg) = (f32::NEG_INFINITY, None);
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let iy = (oy * s + ky) as isize - p as isize;
+                            let ix = (ox * s + kx) as isize - p as isize;
+                            if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                                continue;
+                            }
+                            let at = (iy as usize * w + ix as usize) * c + ch;
+                            if x[at] > best || x[at].is_nan() {
+                                best = x[at];
+                                arg = Some(at);
+                            }
+                        }
+                    }
+                    if let Some(at) = arg {
+                        want[at] += dy[(oy * g.ow + ox) * c + ch];
+                    }
+                }
+            }
+        }
+        for isa in Isa::available() {
+            for acc in [false, true] {
+                let mut dx = if acc {
+                    base.clone()
+                } else {
+                    vec![f32::NAN; h * w * c]
+                };
+                let (mut best, mut arg) = (vec![0f32; c], vec![0u32; c]);
+                unsafe {
+                    grad::pool_back(
+                        isa,
+                        &win,
+                        true,
+                        false,
+                        x.as_ptr(),
+                        dy.as_ptr(),
+                        dx.as_mut_ptr(),
+                        acc,
+                        best.as_mut_ptr(),
+                        arg.as_mut_ptr(),
+                    );
+                }
+                for (j, &got) in dx.iter().enumerate() {
+                    let expect = want[j] + if acc { base[j] } else { 0.0 };
+                    assert!(
+                        (got - expect).abs() <= 1e-6,
+                        "case {i} ({}, acc {acc}): dx[{j}] = {got}, want {expect}",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
+}

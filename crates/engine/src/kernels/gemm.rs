@@ -205,11 +205,20 @@ unsafe fn gather_rows<S: Simd>(g: &Im2col, r0: usize, rows: usize, dst: *mut f32
     // inside the image are one contiguous run of the input: copied at once, so a layer with
     // few channels (a 3-channel stem) copies 9 floats per kernel row instead of 3 per tap.
     let runs = g.ldx == g.cin && s.dilation == 1;
+    // The output pixel of row `r0`, then stepped along (no divisions per row).
+    let (mut ox, mut oy, mut n) = (r0 % s.ow, (r0 / s.ow) % s.oh, r0 / (s.ow * s.oh));
     for r in 0..rows {
-        let row = r0 + r;
-        let ox = row % s.ow;
-        let oy = (row / s.ow) % s.oh;
-        let n = row / (s.ow * s.oh);
+        if r > 0 {
+            ox += 1;
+            if ox == s.ow {
+                ox = 0;
+                oy += 1;
+                if oy == s.oh {
+                    oy = 0;
+                    n += 1;
+                }
+            }
+        }
         let d = dst.add(r * k);
         for ky in 0..s.kh {
             let iy = (oy * s.sh + ky * s.dilation) as isize - s.pt as isize;

@@ -716,6 +716,68 @@ unsafe fn dw_back_dw_lanes<S: Simd, const FULL: bool>(
     }
 }
 
+/// Max pooling whose windows tile the input exactly (stride = window, no padding, no
+/// remainder: the 2×2 / 2 pools of the CIFAR nets): every input pixel lies in one window, so
+/// each is written once (`dy` at the window's first maximum, 0 elsewhere), channel vectors at
+/// a time, with no zeroing pass and no scattered adds.
+#[inline(always)]
+unsafe fn max_pool_back_tiled<S: Simd>(
+    j: &WinImage,
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    acc: bool,
+) {
+    #[inline(always)]
+    unsafe fn window<S: Simd, const FULL: bool>(
+        j: &WinImage,
+        oy: usize,
+        ox: usize,
+        ch: usize,
+        x: *const f32,
+        dy: *const f32,
+        dx: *mut f32,
+        acc: bool,
+    ) {
+        let (c, g) = (j.c, &j.s);
+        let cnt = c - ch;
+        let pix = |ky: usize, kx: usize| ((oy * g.kh + ky) * g.w + ox * g.kw + kx) * c + ch;
+        let mut best = S::splat(f32::NEG_INFINITY);
+        let mut idx = S::splat(-1.0);
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let v = ld::<S, FULL>(x.add(pix(ky, kx)), cnt);
+                let t = S::splat((ky * g.kw + kx) as f32);
+                (best, idx) = S::take_max(v, best, t, idx);
+            }
+        }
+        let d = ld::<S, FULL>(dy.add((oy * g.ow + ox) * c + ch), cnt);
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let o = dx.add(pix(ky, kx));
+                let mut v = S::pick(idx, S::splat((ky * g.kw + kx) as f32), d);
+                if acc {
+                    v = S::add(ld::<S, FULL>(o, cnt), v);
+                }
+                st::<S, FULL>(o, v, cnt);
+            }
+        }
+    }
+    let (c, g) = (j.c, &j.s);
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let mut ch = 0;
+            while ch + S::LANES <= c {
+                window::<S, true>(j, oy, ox, ch, x, dy, dx, acc);
+                ch += S::LANES;
+            }
+            if ch < c {
+                window::<S, false>(j, oy, ox, ch, x, dy, dx, acc);
+            }
+        }
+    }
+}
+
 multiversion!(
     /// Pooling input gradient of one image; `dx` is zeroed first unless `acc`. Max pooling sends
     /// each output's gradient to the first maximum of its window (PyTorch's choice); average
@@ -750,6 +812,10 @@ unsafe fn pool_back_generic<S: Simd>(
     arg: *mut u32,
 ) {
     let (c, g) = (j.c, &j.s);
+    let tiled = g.pt == 0 && g.pl == 0 && g.sh == g.kh && g.sw == g.kw;
+    if max && tiled && g.h == g.oh * g.kh && g.w == g.ow * g.kw {
+        return max_pool_back_tiled::<S>(j, x, dy, dx, acc);
+    }
     if !acc {
         std::ptr::write_bytes(dx, 0, g.h * g.w * c);
     }
