@@ -25,6 +25,7 @@ use crate::kernels::dw::{self, DwJob, PoolJob, Window};
 use crate::kernels::elem::{self, GapJob, GateJob, MapJob};
 use crate::kernels::gemm::{self, ASrc, GemmJob, Im2col, PackedB};
 use crate::kernels::grad::{self, WinImage};
+use crate::kernels::wino::{self, WinoJob};
 use crate::kernels::Geom;
 use crate::plan::{check_compile, fetch_tensor, split_gemm, PlanOptions, WeightMap, Weights};
 use crate::shapes::spatial_shapes;
@@ -76,6 +77,9 @@ enum TOp {
         /// Stride 1 (not direct): the input gradient as a forward convolution of `dy` with the
         /// flipped, transposed kernel, over this geometry (no col2im scatter).
         flip: Option<Box<Geom>>,
+        /// F(2×2, 3×3) Winograd for the forward and (over the flipped geometry) the input
+        /// gradient.
+        wino: Option<Box<Geom>>,
     },
     Linear {
         fin: usize,
@@ -133,6 +137,10 @@ struct Aux {
     /// Convolution / linear: GEMM panels of `W` (forward) and `Wᵀ` (input gradient) per group.
     fwd: Vec<PackedB>,
     bwd: Vec<PackedB>,
+    /// Winograd convolution: the 16 packings of the forward's and the input gradient's
+    /// transformed kernels.
+    wf: Vec<PackedB>,
+    wb: Vec<PackedB>,
     /// Depthwise weights `[kh·kw][c]`.
     dw: Vec<f32>,
     bias: Vec<f32>,
@@ -226,6 +234,23 @@ fn flipped(g: &Geom, cin_g: usize, nr: usize) -> Option<Geom> {
     })
 }
 
+/// The flipped geometry of a convolution that runs as Winograd F(2×2, 3×3) in the training
+/// step, or `None`. Layers with few channels (a 3-channel stem) keep the im2col GEMM, whose
+/// short rows cost less than the transforms. `EFFCNN_WINOGRAD=off` turns it off (A/B runs).
+fn winograd(c: &effcnn_arch::Conv, g: &Geom) -> Option<Geom> {
+    let off = std::env::var("EFFCNN_WINOGRAD").is_ok_and(|v| v == "off" || v == "0");
+    let wide = c.cin >= 8 && c.cout >= 8;
+    (!off && wide && wino::applies(c, g)).then(|| Geom {
+        h: g.oh,
+        w: g.ow,
+        oh: g.h,
+        ow: g.w,
+        pt: 2 - g.pt,
+        pl: 2 - g.pl,
+        ..*g
+    })
+}
+
 /// Ops that are views of their input in training: flatten, and dropout or drop-path that drop
 /// nothing.
 fn is_alias(op: &Op) -> bool {
@@ -275,6 +300,7 @@ impl TrainPlan {
                         } else {
                             flipped(&geom, cv.cin / cv.groups, opts.isa.nr()).map(Box::new)
                         },
+                        wino: winograd(cv, &geom).map(Box::new),
                     }
                 }
                 Op::Linear { fin, fout, bias } => {
@@ -565,6 +591,7 @@ impl TrainPlan {
                     depthwise,
                     direct,
                     flip,
+                    wino,
                     ..
                 } => {
                     // A direct convolution's input gradient is the 1×1 case of the flip.
@@ -593,6 +620,25 @@ impl TrainPlan {
                         // PyTorch's [co][ci][kh][kw], `ci` within the group.
                         let w =
                             |co: usize, ci: usize, tap: usize| wt[(co * cin_g + ci) * taps + tap];
+                        if wino.is_some() {
+                            let (cin, cout) = (conv.cin, conv.cout);
+                            let kernel = |co: usize, ci: usize, flip: bool| {
+                                let mut g = [[0f32; 3]; 3];
+                                for (tap, v) in wt[(co * cin + ci) * 9..][..9].iter().enumerate() {
+                                    let t = if flip { 8 - tap } else { tap };
+                                    g[t / 3][t % 3] = *v;
+                                }
+                                g
+                            };
+                            wino::pack_weights(&mut aux.wf, nr, cin, cout, |co, ci| {
+                                kernel(co, ci, false)
+                            });
+                            // The input gradient: from dy's channel `co` to dx's `ci`, the
+                            // kernel flipped in both directions.
+                            wino::pack_weights(&mut aux.wb, nr, cout, cin, |ci, co| {
+                                kernel(co, ci, true)
+                            });
+                        }
                         aux.fwd.resize_with(conv.groups, || PackedB::empty(nr));
                         aux.bwd.resize_with(conv.groups, || PackedB::empty(nr));
                         for gi in 0..conv.groups {
@@ -690,11 +736,14 @@ impl TrainPlan {
                     geom,
                     depthwise,
                     direct,
+                    wino,
                     ..
                 } => {
                     let x = x.expect("input");
                     let aux = &self.aux[id];
-                    if *depthwise {
+                    if wino.is_some() {
+                        self.winograd(x, conv.cin, geom, &aux.wf, aux.bias.as_ptr(), y, s.c, false);
+                    } else if *depthwise {
                         let job = DwJob {
                             g: Window {
                                 x,
@@ -887,6 +936,42 @@ impl TrainPlan {
         self.par(job.tasks(), |t| gemm::gemm_task(isa, &job, t));
     }
 
+    /// `out (+)= conv(x) + bias` as Winograd F(2×2, 3×3) over the batch (`u` the 16 packings
+    /// of the transformed kernel, `x` NHWC with `cin` channels, `out` with `cout`).
+    ///
+    /// # Safety
+    /// `x`, `out` (and `bias`, unless null) must be valid for the geometry.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn winograd(
+        &self,
+        x: *const f32,
+        cin: usize,
+        geom: &Geom,
+        u: &[PackedB],
+        bias: *const f32,
+        out: *mut f32,
+        cout: usize,
+        acc: bool,
+    ) {
+        let job = WinoJob {
+            isa: self.isa,
+            x,
+            ldx: cin,
+            cin,
+            n: self.dims[0],
+            s: *geom,
+            u,
+            bias,
+            out,
+            ldc: cout,
+            cout,
+            acc,
+            tt: WinoJob::tile_block(cin, cout),
+        };
+        let isa = self.isa;
+        self.par(job.tasks(), |t| wino::wino_task(isa, &job, t));
+    }
+
     /// `y = act(x · scale + shift) + res` over `rows × c`, contiguous.
     #[allow(clippy::too_many_arguments)]
     unsafe fn map(
@@ -964,9 +1049,15 @@ impl TrainPlan {
                     depthwise,
                     direct,
                     flip,
+                    wino,
                 } => {
                     let x = self.val_ptr(node.inputs[0]);
-                    let dx = dx_of(0);
+                    let mut dx = dx_of(0);
+                    if let (Some(fg), Some((dxp, acc))) = (wino, dx) {
+                        let wb = &self.aux[id].wb;
+                        self.winograd(dy, conv.cout, fg, wb, std::ptr::null(), dxp, conv.cin, acc);
+                        dx = None;
+                    }
                     if *depthwise {
                         self.dw_backward(id, conv, geom, x, dy, dx);
                     } else {

@@ -439,3 +439,109 @@ fn max_pool_backward_matches_the_first_maximum_rule() {
         }
     }
 }
+
+/// Winograd F(2×2, 3×3) against the convolution's float64 definition on every instruction set:
+/// odd output sizes (tiles cut by the image edge), paddings 0 to 2 (the flipped input gradient
+/// of a padding-0 layer has padding 2), partial channel vectors, bias, written or added, and
+/// blocks of tiles that span images.
+#[test]
+fn winograd_convolution_matches_the_definition() {
+    use effcnn_engine::kernels::gemm::PackedB;
+    use effcnn_engine::kernels::wino::{self, WinoJob};
+    use effcnn_engine::kernels::Geom;
+    // (n, h, w, pad, cin, cout, tiles per task)
+    let cases = [
+        (2, 8, 8, 1, 16, 16, 12),
+        (3, 7, 5, 1, 9, 21, 5),
+        (1, 6, 9, 0, 8, 17, 7),
+        (2, 5, 4, 2, 19, 8, 3),
+        (1, 3, 3, 1, 33, 40, 96),
+        (2, 11, 6, 1, 5, 3, 16),
+    ];
+    for (i, &(n, h, w, pad, cin, cout, tt)) in cases.iter().enumerate() {
+        let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
+        let x = fill(70 + i as u64, n * h * w * cin);
+        let wt = fill(71 + i as u64, cout * cin * 9);
+        let bias = fill(72 + i as u64, cout);
+        let base = fill(73 + i as u64, n * oh * ow * cout);
+        let mut want = vec![0f64; n * oh * ow * cout];
+        for img in 0..n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for co in 0..cout {
+                        let mut acc = f64::from(bias[co]);
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let iy = (oy + ky) as isize - pad as isize;
+                                let ix = (ox + kx) as isize - pad as isize;
+                                if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                                    continue;
+                                }
+                                let p = (img * h + iy as usize) * w + ix as usize;
+                                for ci in 0..cin {
+                                    acc += f64::from(x[p * cin + ci])
+                                        * f64::from(wt[(co * cin + ci) * 9 + ky * 3 + kx]);
+                                }
+                            }
+                        }
+                        want[((img * oh + oy) * ow + ox) * cout + co] = acc;
+                    }
+                }
+            }
+        }
+        let s = Geom {
+            h,
+            w,
+            oh,
+            ow,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            pt: pad,
+            pl: pad,
+            dilation: 1,
+        };
+        for isa in Isa::available() {
+            let mut u: Vec<PackedB> = Vec::new();
+            wino::pack_weights(&mut u, isa.nr(), cin, cout, |co, ci| {
+                let k = &wt[(co * cin + ci) * 9..][..9];
+                [[k[0], k[1], k[2]], [k[3], k[4], k[5]], [k[6], k[7], k[8]]]
+            });
+            for acc in [false, true] {
+                let mut out = if acc {
+                    base.clone()
+                } else {
+                    vec![f32::NAN; base.len()]
+                };
+                let job = WinoJob {
+                    isa,
+                    x: x.as_ptr(),
+                    ldx: cin,
+                    cin,
+                    n,
+                    s,
+                    u: &u,
+                    bias: bias.as_ptr(),
+                    out: out.as_mut_ptr(),
+                    ldc: cout,
+                    cout,
+                    acc,
+                    tt,
+                };
+                for t in 0..job.tasks() {
+                    unsafe { wino::wino_task(isa, &job, t) };
+                }
+                let scale = (cin * 9) as f64;
+                for (j, &got) in out.iter().enumerate() {
+                    let expect = want[j] + if acc { f64::from(base[j]) } else { 0.0 };
+                    assert!(
+                        (f64::from(got) - expect).abs() <= 1e-6 * scale,
+                        "case {i} ({}, acc {acc}): out[{j}] = {got}, want {expect}",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@ pub mod dw;
 pub mod elem;
 pub mod gemm;
 pub mod grad;
+pub mod wino;
 
 use effcnn_arch::Act;
 

@@ -1,0 +1,306 @@
+//! Winograd F(2×2, 3×3) convolution for 3×3, stride-1, undilated, ungrouped layers: each 2×2
+//! block of outputs ("tile") is computed from a 4×4 input patch with 16 multiplications per
+//! channel pair instead of 36 (Lavin & Gray, 2016), so the GEMM work of these layers drops
+//! 2.25×.
+//!
+//! `Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A`, summed over input channels. The weights are transformed
+//! once per step into 16 GEMM packings `U_ξ` (`cin × cout`); a task takes a block of tiles,
+//! transforms their patches into 16 matrices `V_ξ` (`tiles × cin`, NHWC channel vectors),
+//! multiplies `M_ξ = V_ξ · U_ξ` with the packed GEMM micro-kernel, and transforms `M` back into
+//! the 2×2 outputs (bias and accumulation in the same pass). Every output belongs to one task
+//! and every sum has a fixed order, so the result does not depend on the thread count.
+
+use super::gemm::{self, ASrc, GemmJob, PackedB};
+use super::Geom;
+use crate::simd::{multiversion, Isa, Simd};
+
+/// Whether a convolution can run as F(2×2, 3×3): 3×3, stride 1, dilation 1, one group, and
+/// padding within the kernel's reach (so the flipped convolution of its input gradient is one
+/// too).
+pub fn applies(c: &effcnn_arch::Conv, g: &Geom) -> bool {
+    c.k == (3, 3)
+        && c.stride == (1, 1)
+        && c.dilation == 1
+        && c.groups == 1
+        && g.pt <= 2
+        && g.pl <= 2
+}
+
+/// `G g Gᵀ` of one 3×3 kernel (`g[ky][kx]`), row-major 4×4, computed in f64.
+pub fn transform_kernel(g: [[f32; 3]; 3]) -> [f32; 16] {
+    let gm = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
+    let mut t = [[0f64; 3]; 4];
+    for (i, row) in gm.iter().enumerate() {
+        for j in 0..3 {
+            t[i][j] = (0..3).map(|k| row[k] * f64::from(g[k][j])).sum();
+        }
+    }
+    let mut u = [0f32; 16];
+    for i in 0..4 {
+        for (j, row) in gm.iter().enumerate() {
+            u[i * 4 + j] = (0..3).map(|k| t[i][k] * row[k]).sum::<f64>() as f32;
+        }
+    }
+    u
+}
+
+/// Pack the 16 transformed weight matrices: `U_ξ[ci][co] = (G g(co, ci) Gᵀ)[ξ]`, `g(co, ci)`
+/// the 3×3 kernel from input channel `ci` to output channel `co`.
+pub fn pack_weights(
+    packs: &mut Vec<PackedB>,
+    nr: usize,
+    cin: usize,
+    cout: usize,
+    g: impl Fn(usize, usize) -> [[f32; 3]; 3],
+) {
+    let mut u = vec![0f32; cin * cout * 16];
+    for co in 0..cout {
+        for ci in 0..cin {
+            let t = transform_kernel(g(co, ci));
+            u[(co * cin + ci) * 16..][..16].copy_from_slice(&t);
+        }
+    }
+    packs.resize_with(16, || PackedB::empty(nr));
+    for (xi, p) in packs.iter_mut().enumerate() {
+        p.pack_into(cin, cout, |co, ci| u[(co * cin + ci) * 16 + xi], |_| 0.0);
+    }
+}
+
+/// One Winograd convolution: `out (+)= conv(x) + bias` over `n` images of geometry `s`.
+#[derive(Debug, Clone, Copy)]
+pub struct WinoJob<'a> {
+    pub isa: Isa,
+    /// NHWC input, pixel stride `ldx`, `cin` channels.
+    pub x: *const f32,
+    pub ldx: usize,
+    pub cin: usize,
+    pub n: usize,
+    pub s: Geom,
+    /// The 16 packings of [`pack_weights`].
+    pub u: &'a [PackedB],
+    /// Per output channel, or null.
+    pub bias: *const f32,
+    pub out: *mut f32,
+    pub ldc: usize,
+    pub cout: usize,
+    /// Add to `out` instead of writing it.
+    pub acc: bool,
+    /// Tiles per task.
+    pub tt: usize,
+}
+
+// SAFETY: a job describes disjoint writes (each task owns its tiles' outputs) into buffers that
+// outlive the step; it is shared between the step's worker threads only.
+unsafe impl Send for WinoJob<'_> {}
+unsafe impl Sync for WinoJob<'_> {}
+
+impl WinoJob<'_> {
+    fn tiles_hw(&self) -> (usize, usize) {
+        (self.s.oh.div_ceil(2), self.s.ow.div_ceil(2))
+    }
+
+    /// Number of tasks.
+    pub fn tasks(&self) -> usize {
+        let (th, tw) = self.tiles_hw();
+        (self.n * th * tw).div_ceil(self.tt)
+    }
+
+    /// Tiles per task for `cin` → `cout` channels: the block's 16 `V` and `M` matrices stay
+    /// within about 256 KB (L2).
+    pub fn tile_block(cin: usize, cout: usize) -> usize {
+        (4096 / (cin + cout).max(1)).clamp(12, 96)
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+multiversion!(
+    /// Run task `t` of `job`.
+    ///
+    /// # Safety
+    /// The job's pointers must be valid for its geometry; tasks of one job may run concurrently.
+    pub fn wino_task(job: &WinoJob, t: usize) => wino_task_generic
+);
+
+#[inline(always)]
+unsafe fn wino_task_generic<S: Simd>(job: &WinoJob, t: usize) {
+    let (th, tw) = job.tiles_hw();
+    let total = job.n * th * tw;
+    let t0 = t * job.tt;
+    let tiles = (total - t0).min(job.tt);
+    let (cin, cout) = (job.cin, job.cout);
+    let need = 16 * tiles * (cin + cout);
+    let buf = SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < need {
+            s.resize(need, 0.0);
+        }
+        s.as_mut_ptr()
+    });
+    let v = buf;
+    let m = buf.add(16 * tiles * cin);
+    // Input transform: V_ξ[tile][ci], ξ = 4·i + j.
+    for tt in 0..tiles {
+        let (img, ty, tx) = tile_pos(t0 + tt, th, tw);
+        let mut ch = 0;
+        while ch + S::LANES <= cin {
+            input_tile::<S, true>(job, img, ty, tx, ch, v.add(tt * cin), tiles * cin);
+            ch += S::LANES;
+        }
+        if ch < cin {
+            input_tile::<S, false>(job, img, ty, tx, ch, v.add(tt * cin), tiles * cin);
+        }
+    }
+    // The 16 products M_ξ = V_ξ · U_ξ.
+    for (xi, u) in job.u.iter().enumerate() {
+        let g = GemmJob {
+            m: tiles,
+            a: ASrc::Direct {
+                a: v.add(xi * tiles * cin),
+                lda: cin,
+            },
+            b: u,
+            out: m.add(xi * tiles * cout),
+            ldc: cout,
+            act1: None,
+            res: None,
+            act2: None,
+            mc: tiles,
+            pc: u.panels(),
+        };
+        gemm::gemm_task(job.isa, &g, 0);
+    }
+    // Output transform.
+    for tt in 0..tiles {
+        let (img, ty, tx) = tile_pos(t0 + tt, th, tw);
+        let mut co = 0;
+        while co + S::LANES <= cout {
+            output_tile::<S, true>(job, img, ty, tx, co, m.add(tt * cout), tiles * cout);
+            co += S::LANES;
+        }
+        if co < cout {
+            output_tile::<S, false>(job, img, ty, tx, co, m.add(tt * cout), tiles * cout);
+        }
+    }
+}
+
+#[inline(always)]
+fn tile_pos(i: usize, th: usize, tw: usize) -> (usize, usize, usize) {
+    (i / (th * tw), (i / tw) % th, i % tw)
+}
+
+/// `Bᵀ d B` of the 4×4 patch of tile `(ty, tx)` of image `img`, channels `ch ..` (a vector),
+/// stored at `v + ξ · stride + ch`.
+#[inline(always)]
+unsafe fn input_tile<S: Simd, const FULL: bool>(
+    job: &WinoJob,
+    img: usize,
+    ty: usize,
+    tx: usize,
+    ch: usize,
+    v: *mut f32,
+    stride: usize,
+) {
+    let s = &job.s;
+    let cnt = job.cin - ch;
+    let mut d = [S::zero(); 16];
+    for i in 0..4 {
+        let iy = (2 * ty + i) as isize - s.pt as isize;
+        if iy < 0 || iy as usize >= s.h {
+            continue;
+        }
+        let row = (img * s.h + iy as usize) * s.w;
+        for j in 0..4 {
+            let ix = (2 * tx + j) as isize - s.pl as isize;
+            if ix >= 0 && (ix as usize) < s.w {
+                let p = job.x.add((row + ix as usize) * job.ldx + ch);
+                d[i * 4 + j] = super::ld::<S, FULL>(p, cnt);
+            }
+        }
+    }
+    // Rows: Bᵀ d.
+    let mut r = [S::zero(); 16];
+    for j in 0..4 {
+        let (d0, d1, d2, d3) = (d[j], d[4 + j], d[8 + j], d[12 + j]);
+        r[j] = S::sub(d0, d2);
+        r[4 + j] = S::add(d1, d2);
+        r[8 + j] = S::sub(d2, d1);
+        r[12 + j] = S::sub(d1, d3);
+    }
+    // Columns: (Bᵀ d) B.
+    for i in 0..4 {
+        let (a0, a1, a2, a3) = (r[i * 4], r[i * 4 + 1], r[i * 4 + 2], r[i * 4 + 3]);
+        let o = [
+            S::sub(a0, a2),
+            S::add(a1, a2),
+            S::sub(a2, a1),
+            S::sub(a1, a3),
+        ];
+        for (j, val) in o.into_iter().enumerate() {
+            super::st::<S, FULL>(v.add((i * 4 + j) * stride + ch), val, cnt);
+        }
+    }
+}
+
+/// `Aᵀ M A` of one tile, channels `co ..` (a vector), plus bias, written (or added) to the
+/// outputs of the tile that lie inside the image.
+#[inline(always)]
+unsafe fn output_tile<S: Simd, const FULL: bool>(
+    job: &WinoJob,
+    img: usize,
+    ty: usize,
+    tx: usize,
+    co: usize,
+    m: *const f32,
+    stride: usize,
+) {
+    let s = &job.s;
+    let cnt = job.cout - co;
+    let mut mv = [S::zero(); 16];
+    for (xi, slot) in mv.iter_mut().enumerate() {
+        *slot = super::ld::<S, FULL>(m.add(xi * stride + co), cnt);
+    }
+    // Rows: Aᵀ M (2 × 4).
+    let mut r = [S::zero(); 8];
+    for j in 0..4 {
+        let (m0, m1, m2, m3) = (mv[j], mv[4 + j], mv[8 + j], mv[12 + j]);
+        r[j] = S::add(S::add(m0, m1), m2);
+        r[4 + j] = S::sub(S::sub(m1, m2), m3);
+    }
+    let bias = if job.bias.is_null() {
+        S::zero()
+    } else {
+        super::ld::<S, FULL>(job.bias.add(co), cnt)
+    };
+    for i in 0..2 {
+        let oy = 2 * ty + i;
+        if oy >= s.oh {
+            continue;
+        }
+        let (a0, a1, a2, a3) = (r[i * 4], r[i * 4 + 1], r[i * 4 + 2], r[i * 4 + 3]);
+        let y = [
+            S::add(S::add(S::add(a0, a1), a2), bias),
+            S::add(S::sub(S::sub(a1, a2), a3), bias),
+        ];
+        for (j, val) in y.into_iter().enumerate() {
+            let ox = 2 * tx + j;
+            if ox >= s.ow {
+                continue;
+            }
+            let o = job.out.add(((img * s.oh + oy) * s.ow + ox) * job.ldc + co);
+            let val = if job.acc {
+                S::add(super::ld::<S, FULL>(o, cnt), val)
+            } else {
+                val
+            };
+            super::st::<S, FULL>(o, val, cnt);
+        }
+    }
+}
