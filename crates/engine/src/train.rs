@@ -11,7 +11,10 @@
 //! Dense and grouped convolutions run as GEMMs: forward `im2col(x) · W`; input gradient of a
 //! stride-1 convolution as the forward convolution `im2col(dy) · flip(W)ᵀ`, of a strided one
 //! `dy · Wᵀ` scattered back (col2im) per image; weight gradient `dyᵀ · im2col(x)` in blocks of
-//! rows, `dyᵀ` read in place. Depthwise convolutions, pooling and the element-wise ops have their own kernels.
+//! rows, `dyᵀ` read in place. 3×3 stride-1 convolutions with at least 8 input and output
+//! channels run all three as Winograd transforms instead ([`crate::kernels::wino`]: F(2×2, 3×3)
+//! for the forward and the input gradient, F(3×3, 2×2) for the weight gradient).
+//! Depthwise convolutions, pooling and the element-wise ops have their own kernels.
 //! Every sum over the batch is split into a fixed set of chunks added in order, and every
 //! other write belongs to exactly one task, so a step gives the same bits on any thread count.
 
@@ -972,6 +975,52 @@ impl TrainPlan {
         self.par(job.tasks(), |t| wino::wino_task(isa, &job, t));
     }
 
+    /// The weight gradient of a Winograd convolution (F(3×3, 2×2), [`wino::WinoGradJob`]) in
+    /// PyTorch's `[co][ci][3][3]`.
+    fn winograd_weight_grad(
+        &mut self,
+        conv: &effcnn_arch::Conv,
+        geom: &Geom,
+        x: *mut f32,
+        dy: *mut f32,
+    ) -> Vec<f32> {
+        let (cin, cout) = (conv.cin, conv.cout);
+        let mut job = wino::WinoGradJob {
+            isa: self.isa,
+            x,
+            cin,
+            dy,
+            cout,
+            n: self.dims[0],
+            s: *geom,
+            per: 0,
+            tt: WinoJob::tile_block(cin, cout),
+            m: std::ptr::null_mut(),
+        };
+        let tiles = job.tiles();
+        let parts = PARTS.min(tiles.div_ceil(16)).max(1);
+        job.per = tiles.div_ceil(parts);
+        let mut acc = std::mem::take(&mut self.wbuf);
+        acc.clear();
+        acc.resize(parts * 16 * cout * cin, 0.0);
+        job.m = acc.as_mut_ptr();
+        let isa = self.isa;
+        // SAFETY: `x` and `dy` hold the layer's input and output gradient at the compiled batch;
+        // each part writes its own slice of `acc`.
+        self.par(parts, |p| unsafe { wino::wino_grad_part(isa, &job, p) });
+        let size = 16 * cout * cin;
+        let mut sum = vec![0.0f32; size];
+        for p in acc.chunks(size) {
+            for (s, &v) in sum.iter_mut().zip(p) {
+                *s += v;
+            }
+        }
+        self.wbuf = acc;
+        let mut dw = vec![0.0f32; cout * cin * 9];
+        wino::grad_output_transform(&sum, cout, cin, &mut dw);
+        dw
+    }
+
     /// `y = act(x · scale + shift) + res` over `rows × c`, contiguous.
     #[allow(clippy::too_many_arguments)]
     unsafe fn map(
@@ -1060,6 +1109,14 @@ impl TrainPlan {
                     }
                     if *depthwise {
                         self.dw_backward(id, conv, geom, x, dy, dx);
+                    } else if wino.is_some() {
+                        let dw = self.winograd_weight_grad(conv, geom, x, dy);
+                        self.aux[id].gw = dw;
+                        self.aux[id].gb = if conv.bias {
+                            self.col_sum_f32(rows, conv.cout, dy)
+                        } else {
+                            Vec::new()
+                        };
                     } else {
                         self.conv_backward(id, conv, geom, *direct, flip.as_deref(), x, dy, dx);
                     }

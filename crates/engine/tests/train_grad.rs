@@ -545,3 +545,99 @@ fn winograd_convolution_matches_the_definition() {
         }
     }
 }
+
+/// The Winograd weight gradient (F(3×3, 2×2)) against the float64 definition
+/// `dW[co][ci][ky][kx] = Σ dy[n, oy, ox, co] · x[n, oy + ky − pad, ox + kx − pad, ci]`, on every
+/// instruction set, with odd sizes, paddings 0 to 2, partial vectors and parts that split the
+/// tiles unevenly.
+#[test]
+fn winograd_weight_gradient_matches_the_definition() {
+    use effcnn_engine::kernels::wino::{self, WinoGradJob};
+    use effcnn_engine::kernels::Geom;
+    // (n, h, w, pad, cin, cout, parts, tiles per block)
+    let cases = [
+        (2, 8, 8, 1, 16, 16, 3, 12),
+        (3, 7, 5, 1, 9, 21, 2, 5),
+        (1, 6, 9, 0, 8, 17, 1, 7),
+        (2, 5, 4, 2, 19, 8, 4, 3),
+        (2, 11, 6, 1, 5, 3, 8, 16),
+    ];
+    for (i, &(n, h, w, pad, cin, cout, parts, tt)) in cases.iter().enumerate() {
+        let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
+        let x = fill(80 + i as u64, n * h * w * cin);
+        let dy = fill(81 + i as u64, n * oh * ow * cout);
+        let mut want = vec![0f64; cout * cin * 9];
+        for img in 0..n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let iy = (oy + ky) as isize - pad as isize;
+                            let ix = (ox + kx) as isize - pad as isize;
+                            if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                                continue;
+                            }
+                            let p = (img * h + iy as usize) * w + ix as usize;
+                            for co in 0..cout {
+                                let g = f64::from(dy[((img * oh + oy) * ow + ox) * cout + co]);
+                                for ci in 0..cin {
+                                    want[(co * cin + ci) * 9 + ky * 3 + kx] +=
+                                        g * f64::from(x[p * cin + ci]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let s = Geom {
+            h,
+            w,
+            oh,
+            ow,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            pt: pad,
+            pl: pad,
+            dilation: 1,
+        };
+        for isa in Isa::available() {
+            let mut m = vec![f32::NAN; parts * 16 * cout * cin];
+            let mut job = WinoGradJob {
+                isa,
+                x: x.as_ptr(),
+                cin,
+                dy: dy.as_ptr(),
+                cout,
+                n,
+                s,
+                per: 0,
+                tt,
+                m: m.as_mut_ptr(),
+            };
+            job.per = job.tiles().div_ceil(parts);
+            for p in 0..parts {
+                unsafe { wino::wino_grad_part(isa, &job, p) };
+            }
+            let size = 16 * cout * cin;
+            let mut sum = vec![0f32; size];
+            for part in m.chunks(size) {
+                for (s, v) in sum.iter_mut().zip(part) {
+                    *s += v;
+                }
+            }
+            let mut got = vec![0f32; cout * cin * 9];
+            wino::grad_output_transform(&sum, cout, cin, &mut got);
+            let scale = (n * oh * ow) as f64;
+            for (j, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (f64::from(g) - e).abs() <= 1e-6 * scale,
+                    "case {i} ({}): dW[{j}] = {g}, want {e}",
+                    isa.name()
+                );
+            }
+        }
+    }
+}

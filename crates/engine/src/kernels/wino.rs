@@ -208,6 +208,21 @@ unsafe fn input_tile<S: Simd, const FULL: bool>(
     v: *mut f32,
     stride: usize,
 ) {
+    input_tile_as::<S, FULL, false>(job, img, ty, tx, ch, v, stride)
+}
+
+/// [`input_tile`] with F(2×2, 3×3)'s `Bᵀ`, or with F(3×3, 2×2)'s (`GRAD`: the weight
+/// gradient's), whose last row has the opposite sign.
+#[inline(always)]
+unsafe fn input_tile_as<S: Simd, const FULL: bool, const GRAD: bool>(
+    job: &WinoJob,
+    img: usize,
+    ty: usize,
+    tx: usize,
+    ch: usize,
+    v: *mut f32,
+    stride: usize,
+) {
     let s = &job.s;
     let cnt = job.cin - ch;
     let mut d = [S::zero(); 16];
@@ -232,7 +247,7 @@ unsafe fn input_tile<S: Simd, const FULL: bool>(
         r[j] = S::sub(d0, d2);
         r[4 + j] = S::add(d1, d2);
         r[8 + j] = S::sub(d2, d1);
-        r[12 + j] = S::sub(d1, d3);
+        r[12 + j] = if GRAD { S::sub(d3, d1) } else { S::sub(d1, d3) };
     }
     // Columns: (Bᵀ d) B.
     for i in 0..4 {
@@ -241,7 +256,7 @@ unsafe fn input_tile<S: Simd, const FULL: bool>(
             S::sub(a0, a2),
             S::add(a1, a2),
             S::sub(a2, a1),
-            S::sub(a1, a3),
+            if GRAD { S::sub(a3, a1) } else { S::sub(a1, a3) },
         ];
         for (j, val) in o.into_iter().enumerate() {
             super::st::<S, FULL>(v.add((i * 4 + j) * stride + ch), val, cnt);
@@ -301,6 +316,235 @@ unsafe fn output_tile<S: Simd, const FULL: bool>(
                 val
             };
             super::st::<S, FULL>(o, val, cnt);
+        }
+    }
+}
+
+/// The weight gradient of a Winograd-shaped convolution as F(3×3, 2×2): the gradient of the
+/// 3×3 kernel is the correlation of each 4×4 input patch with the 2×2 tile of output gradient
+/// it produced, so `dW = A'ᵀ [ Σ_tiles (G' dy G'ᵀ) ⊙ (B'ᵀ d B') ] A'`: the transformed tiles are
+/// multiplied and summed over the batch as 16 GEMMs (`M_ξ = Σ D_ξᵀ V_ξ`, `cout × cin`), and
+/// only the sum is transformed back, once per channel pair. The tiles are split into a fixed
+/// number of parts, each summed in order into its own `M`, so the result does not depend on
+/// the thread count.
+#[derive(Debug, Clone, Copy)]
+pub struct WinoGradJob {
+    pub isa: Isa,
+    /// The layer's NHWC input, `cin` channels, and its output gradient, `cout` channels.
+    pub x: *const f32,
+    pub cin: usize,
+    pub dy: *const f32,
+    pub cout: usize,
+    pub n: usize,
+    /// The forward geometry.
+    pub s: Geom,
+    /// Tiles per part (the last part may have fewer) and per block within a part.
+    pub per: usize,
+    pub tt: usize,
+    /// `parts × 16 × cout × cin` partial sums, part-major.
+    pub m: *mut f32,
+}
+
+// SAFETY: each task writes only its own part of `m`; the inputs are only read.
+unsafe impl Send for WinoGradJob {}
+unsafe impl Sync for WinoGradJob {}
+
+impl WinoGradJob {
+    /// Tiles of the whole batch.
+    pub fn tiles(&self) -> usize {
+        self.n * self.s.oh.div_ceil(2) * self.s.ow.div_ceil(2)
+    }
+}
+
+thread_local! {
+    static VIEW: std::cell::RefCell<Option<PackedB>> = const { std::cell::RefCell::new(None) };
+}
+
+/// This thread's packing for in-place views, with panels of `nr`. The pointer stays valid for
+/// the thread's life; no closure reaches the kernels, so they stay inlined into the
+/// instruction set's wrapper.
+fn view_packing(nr: usize) -> *mut PackedB {
+    VIEW.with(|v| {
+        let mut v = v.borrow_mut();
+        let p = v.get_or_insert_with(|| PackedB::empty(nr));
+        if p.nr != nr {
+            *p = PackedB::empty(nr);
+        }
+        p as *mut PackedB
+    })
+}
+
+multiversion!(
+    /// Sum part `part` of `job` into its slice of `job.m` (written, not added).
+    ///
+    /// # Safety
+    /// The job's pointers must be valid for its geometry; parts may run concurrently.
+    pub fn wino_grad_part(job: &WinoGradJob, part: usize) => wino_grad_part_generic
+);
+
+#[inline(always)]
+unsafe fn wino_grad_part_generic<S: Simd>(job: &WinoGradJob, part: usize) {
+    let (cin, cout) = (job.cin, job.cout);
+    let (th, tw) = (job.s.oh.div_ceil(2), job.s.ow.div_ceil(2));
+    let total = job.tiles();
+    let p0 = (part * job.per).min(total);
+    let p1 = ((part + 1) * job.per).min(total);
+    let m = job.m.add(part * 16 * cout * cin);
+    std::ptr::write_bytes(m, 0, 16 * cout * cin);
+    let nr = 2 * S::LANES;
+    // V (with a panel of slack: the GEMM reads whole panels of its rows) and D.
+    let need = 16 * job.tt * (cin + cout) + nr;
+    let buf = SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < need {
+            s.resize(need, 0.0);
+        }
+        s.as_mut_ptr()
+    });
+    let fwd = WinoJob {
+        isa: job.isa,
+        x: job.x,
+        ldx: cin,
+        cin,
+        n: job.n,
+        s: job.s,
+        u: &[],
+        bias: std::ptr::null(),
+        out: std::ptr::null_mut(),
+        ldc: 0,
+        cout,
+        acc: false,
+        tt: job.tt,
+    };
+    // SAFETY: this thread's packing, used by this call only (a thread runs one part at a time).
+    let packed = &mut *view_packing(nr);
+    {
+        let mut b0 = p0;
+        while b0 < p1 {
+            let tiles = (p1 - b0).min(job.tt);
+            let v = buf;
+            let d = buf.add(16 * tiles * cin);
+            for t in 0..tiles {
+                let (img, ty, tx) = tile_pos(b0 + t, th, tw);
+                let mut ch = 0;
+                while ch + S::LANES <= cin {
+                    input_tile_as::<S, true, true>(
+                        &fwd,
+                        img,
+                        ty,
+                        tx,
+                        ch,
+                        v.add(t * cin),
+                        tiles * cin,
+                    );
+                    ch += S::LANES;
+                }
+                if ch < cin {
+                    input_tile_as::<S, false, true>(
+                        &fwd,
+                        img,
+                        ty,
+                        tx,
+                        ch,
+                        v.add(t * cin),
+                        tiles * cin,
+                    );
+                }
+                let mut co = 0;
+                while co + S::LANES <= cout {
+                    grad_tile::<S, true>(job, img, ty, tx, co, d.add(t * cout), tiles * cout);
+                    co += S::LANES;
+                }
+                if co < cout {
+                    grad_tile::<S, false>(job, img, ty, tx, co, d.add(t * cout), tiles * cout);
+                }
+            }
+            for xi in 0..16 {
+                packed.view_rows(tiles, cin, v.add(xi * tiles * cin), cin);
+                let mx = m.add(xi * cout * cin);
+                let g = GemmJob {
+                    m: cout,
+                    a: ASrc::Trans {
+                        a: d.add(xi * tiles * cout),
+                        lda: cout,
+                    },
+                    b: packed,
+                    out: mx,
+                    ldc: cin,
+                    act1: None,
+                    res: Some((mx as *const f32, cin)),
+                    act2: None,
+                    mc: cout,
+                    pc: packed.panels(),
+                };
+                gemm::gemm_task(job.isa, &g, 0);
+            }
+            b0 += tiles;
+        }
+    }
+}
+
+/// `G' g G'ᵀ` of the 2×2 output-gradient tile `(ty, tx)` (zero past the image edge), channels
+/// `co ..` (a vector), stored at `d + ξ · stride + co`.
+#[inline(always)]
+unsafe fn grad_tile<S: Simd, const FULL: bool>(
+    job: &WinoGradJob,
+    img: usize,
+    ty: usize,
+    tx: usize,
+    co: usize,
+    d: *mut f32,
+    stride: usize,
+) {
+    let s = &job.s;
+    let cnt = job.cout - co;
+    let mut g = [S::zero(); 4];
+    for a in 0..2 {
+        let oy = 2 * ty + a;
+        if oy >= s.oh {
+            continue;
+        }
+        for b in 0..2 {
+            let ox = 2 * tx + b;
+            if ox < s.ow {
+                let p = job.dy.add(((img * s.oh + oy) * s.ow + ox) * job.cout + co);
+                g[a * 2 + b] = super::ld::<S, FULL>(p, cnt);
+            }
+        }
+    }
+    let half = S::splat(0.5);
+    // G' = [1 0; ½ ½; ½ −½; 0 1] on rows, then on columns.
+    let g4 = |a: S::V, b: S::V| [a, S::mul(S::add(a, b), half), S::mul(S::sub(a, b), half), b];
+    let c0 = g4(g[0], g[2]);
+    let c1 = g4(g[1], g[3]);
+    for i in 0..4 {
+        for (j, val) in g4(c0[i], c1[i]).into_iter().enumerate() {
+            super::st::<S, FULL>(d.add((i * 4 + j) * stride + co), val, cnt);
+        }
+    }
+}
+
+/// `dW[co][ci][ky][kx]` (PyTorch's layout) from the summed transformed products
+/// `m[ξ][co][ci]`: `A'ᵀ M A'` per channel pair, `A'ᵀ = [1 1 1 0; 0 1 −1 0; 0 1 1 1]`.
+pub fn grad_output_transform(m: &[f32], cout: usize, cin: usize, dw: &mut [f32]) {
+    let at = [
+        [1.0, 1.0, 1.0, 0.0],
+        [0.0, 1.0, -1.0, 0.0],
+        [0.0, 1.0, 1.0, 1.0],
+    ];
+    for co in 0..cout {
+        for ci in 0..cin {
+            let mv = |xi: usize| f64::from(m[(xi * cout + co) * cin + ci]);
+            // A'ᵀ M, then (A'ᵀ M) A'.
+            let r = at.map(|row| {
+                [0, 1, 2, 3].map(|j| (0..4).map(|k| row[k] * mv(k * 4 + j)).sum::<f64>())
+            });
+            for (ky, rk) in r.iter().enumerate() {
+                for (kx, row) in at.iter().enumerate() {
+                    let v: f64 = (0..4).map(|k| rk[k] * row[k]).sum();
+                    dw[(co * cin + ci) * 9 + ky * 3 + kx] = v as f32;
+                }
+            }
         }
     }
 }
