@@ -499,6 +499,9 @@ impl TrainPlan {
         let mut prof = std::env::var_os("EFFCNN_STEP_PROFILE").map(|_| StepProfile::default());
         let t0 = std::time::Instant::now();
         self.load_weights(weights)?;
+        if let Some(p) = prof.as_mut() {
+            p.rows.push(("(load weights)".into(), "step", t0.elapsed().as_secs_f64()));
+        }
         for t in 0..self.nodes.len() {
             if !self.nodes[t].absorbed {
                 let t1 = std::time::Instant::now();
@@ -519,8 +522,10 @@ impl TrainPlan {
                 }
             }
         }
+        let t1 = std::time::Instant::now();
         let (grads, batch_stats) = self.collect(weights)?;
-        if let Some(p) = prof {
+        if let Some(mut p) = prof {
+            p.rows.push(("(collect)".into(), "step", t1.elapsed().as_secs_f64()));
             p.print(t0);
         }
         Ok(StepOutput {

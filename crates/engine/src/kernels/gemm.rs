@@ -197,6 +197,20 @@ unsafe fn copy_vec<S: Simd>(src: *const f32, dst: *mut f32, n: usize) {
     }
 }
 
+/// Zero `n` floats (often none, or a few: the padding taps of an im2col row) without a
+/// `memset` call.
+#[inline(always)]
+unsafe fn zero_vec<S: Simd>(dst: *mut f32, n: usize) {
+    let mut i = 0;
+    while i + S::LANES <= n {
+        S::store(dst.add(i), S::zero());
+        i += S::LANES;
+    }
+    for j in i..n {
+        *dst.add(j) = 0.0;
+    }
+}
+
 #[inline(always)]
 unsafe fn gather_rows<S: Simd>(g: &Im2col, r0: usize, rows: usize, dst: *mut f32) {
     let s = &g.s;
@@ -224,7 +238,7 @@ unsafe fn gather_rows<S: Simd>(g: &Im2col, r0: usize, rows: usize, dst: *mut f32
             let iy = (oy * s.sh + ky * s.dilation) as isize - s.pt as isize;
             let drow = d.add(ky * s.kw * g.cin);
             if iy < 0 || iy as usize >= s.h {
-                std::ptr::write_bytes(drow, 0, s.kw * g.cin);
+                zero_vec::<S>(drow, s.kw * g.cin);
                 continue;
             }
             let line = (n * s.h + iy as usize) * s.w;
@@ -233,7 +247,7 @@ unsafe fn gather_rows<S: Simd>(g: &Im2col, r0: usize, rows: usize, dst: *mut f32
                 let ix0 = (ox * s.sw) as isize - s.pl as isize;
                 let kx0 = (-ix0).clamp(0, s.kw as isize) as usize;
                 let kx1 = (s.w as isize - ix0).clamp(kx0 as isize, s.kw as isize) as usize;
-                std::ptr::write_bytes(drow, 0, kx0 * g.cin);
+                zero_vec::<S>(drow, kx0 * g.cin);
                 if kx1 > kx0 {
                     let pix = line + (ix0 + kx0 as isize) as usize;
                     copy_vec::<S>(
@@ -242,14 +256,14 @@ unsafe fn gather_rows<S: Simd>(g: &Im2col, r0: usize, rows: usize, dst: *mut f32
                         (kx1 - kx0) * g.cin,
                     );
                 }
-                std::ptr::write_bytes(drow.add(kx1 * g.cin), 0, (s.kw - kx1) * g.cin);
+                zero_vec::<S>(drow.add(kx1 * g.cin), (s.kw - kx1) * g.cin);
                 continue;
             }
             for kx in 0..s.kw {
                 let ix = (ox * s.sw + kx * s.dilation) as isize - s.pl as isize;
                 let dd = drow.add(kx * g.cin);
                 if ix < 0 || ix as usize >= s.w {
-                    std::ptr::write_bytes(dd, 0, g.cin);
+                    zero_vec::<S>(dd, g.cin);
                 } else {
                     copy_vec::<S>(g.x.add((line + ix as usize) * g.ldx + g.c0), dd, g.cin);
                 }

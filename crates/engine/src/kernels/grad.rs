@@ -233,8 +233,11 @@ unsafe fn bn_back_sums_generic<S: Simd>(
         *sdy.add(ch) = 0.0;
         *sdyx.add(ch) = 0.0;
     }
+    /// Channels `ch .. ch + V·LANES` (the last vector partial unless `FULL`) down all rows,
+    /// the sums in registers: each row reads whole cache lines of the block.
     #[inline(always)]
-    unsafe fn run<S: Simd, const FULL: bool>(
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run<S: Simd, const FULL: bool, const V: usize>(
         rows: usize,
         c: usize,
         ch: usize,
@@ -245,27 +248,45 @@ unsafe fn bn_back_sums_generic<S: Simd>(
         sdy: *mut f32,
         sdyx: *mut f32,
     ) {
-        let cnt = c - ch;
-        let mv = ld::<S, FULL>(mean.add(ch), cnt);
-        let mut s1 = S::zero();
-        let mut s2 = S::zero();
-        for r in 0..rows {
-            let xv = ld::<S, FULL>(x.add(r * c + ch), cnt);
-            let g = bn_grad::<S, FULL>(dy.add(r * c), xv, mask, ch, cnt);
-            s1 = S::add(s1, g);
-            s2 = S::add(s2, S::mul(g, S::sub(xv, mv)));
+        let l = S::LANES;
+        let cnt = c - (ch + (V - 1) * l);
+        let mut mv = [S::zero(); V];
+        for (v, m) in mv.iter_mut().enumerate() {
+            *m = ld::<S, FULL>(mean.add(ch + v * l), cnt);
         }
-        st::<S, FULL>(sdy.add(ch), s1, cnt);
-        st::<S, FULL>(sdyx.add(ch), s2, cnt);
+        let mut s1 = [S::zero(); V];
+        let mut s2 = [S::zero(); V];
+        for r in 0..rows {
+            for v in 0..V {
+                let c0 = ch + v * l;
+                let xv = ld::<S, FULL>(x.add(r * c + c0), cnt);
+                let g = bn_grad::<S, FULL>(dy.add(r * c), xv, mask, c0, cnt);
+                s1[v] = S::add(s1[v], g);
+                s2[v] = S::add(s2[v], S::mul(g, S::sub(xv, mv[v])));
+            }
+        }
+        for v in 0..V {
+            st::<S, FULL>(sdy.add(ch + v * l), s1[v], cnt);
+            st::<S, FULL>(sdyx.add(ch + v * l), s2[v], cnt);
+        }
     }
-    // One channel vector at a time down all rows: the sums stay in registers.
+    // Blocks of four, two, then one channel vector.
+    let l = S::LANES;
     let mut ch = 0;
-    while ch + S::LANES <= c {
-        run::<S, true>(rows, c, ch, dy, x, mean, mask, sdy, sdyx);
-        ch += S::LANES;
+    while ch + 4 * l <= c {
+        run::<S, true, 4>(rows, c, ch, dy, x, mean, mask, sdy, sdyx);
+        ch += 4 * l;
+    }
+    while ch + 2 * l <= c {
+        run::<S, true, 2>(rows, c, ch, dy, x, mean, mask, sdy, sdyx);
+        ch += 2 * l;
+    }
+    while ch + l <= c {
+        run::<S, true, 1>(rows, c, ch, dy, x, mean, mask, sdy, sdyx);
+        ch += l;
     }
     if ch < c {
-        run::<S, false>(rows, c, ch, dy, x, mean, mask, sdy, sdyx);
+        run::<S, false, 1>(rows, c, ch, dy, x, mean, mask, sdy, sdyx);
     }
 }
 
