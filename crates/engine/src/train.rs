@@ -500,7 +500,8 @@ impl TrainPlan {
         let t0 = std::time::Instant::now();
         self.load_weights(weights)?;
         if let Some(p) = prof.as_mut() {
-            p.rows.push(("(load weights)".into(), "step", t0.elapsed().as_secs_f64()));
+            p.rows
+                .push(("(load weights)".into(), "step", t0.elapsed().as_secs_f64()));
         }
         for t in 0..self.nodes.len() {
             if !self.nodes[t].absorbed {
@@ -525,7 +526,8 @@ impl TrainPlan {
         let t1 = std::time::Instant::now();
         let (grads, batch_stats) = self.collect(weights)?;
         if let Some(mut p) = prof {
-            p.rows.push(("(collect)".into(), "step", t1.elapsed().as_secs_f64()));
+            p.rows
+                .push(("(collect)".into(), "step", t1.elapsed().as_secs_f64()));
             p.print(t0);
         }
         Ok(StepOutput {

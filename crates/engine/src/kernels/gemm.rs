@@ -375,12 +375,23 @@ unsafe fn block<S: Simd, const T: bool>(
             Some((RowsPtr(src), ld)) => (src.add(p * b.nr), ld),
             None => (b.data.as_ptr().add(p * b.k * b.nr), b.nr),
         };
+        let full_panel = (p + 1) * b.nr <= b.n;
         let mut r = m0;
         while r < m1 {
             let rows = (m1 - r).min(S::MR);
             let ar = a.add((r - m0) * if T { 1 } else { lda });
-            micro_rows::<S, T>(rows, b.k, ar, lda, bp, ldb, tile.as_mut_ptr());
-            epilogue::<S>(job, tile.as_ptr(), r, rows, p);
+            if rows == S::MR && full_panel {
+                // The common case: the epilogue straight from the accumulators.
+                match S::MR {
+                    8 => micro_out::<S, T, 8>(job, b.k, ar, lda, bp, ldb, r, p),
+                    6 => micro_out::<S, T, 6>(job, b.k, ar, lda, bp, ldb, r, p),
+                    4 => micro_out::<S, T, 4>(job, b.k, ar, lda, bp, ldb, r, p),
+                    _ => micro_out::<S, T, 2>(job, b.k, ar, lda, bp, ldb, r, p),
+                }
+            } else {
+                micro_rows::<S, T>(rows, b.k, ar, lda, bp, ldb, tile.as_mut_ptr());
+                epilogue::<S>(job, tile.as_ptr(), r, rows, p);
+            }
             r += rows;
         }
     }
@@ -449,6 +460,62 @@ unsafe fn micro<S: Simd, const T: bool, const R: usize>(
     tile: *mut f32,
 ) {
     let l = S::LANES;
+    let (acc0, acc1) = micro_acc::<S, T, R>(k, a, lda, b, ldb);
+    for r in 0..R {
+        S::store(tile.add(r * 2 * l), acc0[r]);
+        S::store(tile.add(r * 2 * l + l), acc1[r]);
+    }
+}
+
+/// [`micro`] for a full tile (`R = MR` rows, a whole panel of columns), with [`epilogue`]'s
+/// arithmetic applied to the accumulators and the result written to the output directly: no
+/// round trip through the tile buffer.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_out<S: Simd, const T: bool, const R: usize>(
+    job: &GemmJob,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    r0: usize,
+    p: usize,
+) {
+    let l = S::LANES;
+    let (acc0, acc1) = micro_acc::<S, T, R>(k, a, lda, b, ldb);
+    let col0 = p * job.b.nr;
+    let bias = job.b.bias.as_ptr().add(col0);
+    let (b0, b1) = (S::load(bias), S::load(bias.add(l)));
+    for r in 0..R {
+        let row = r0 + r;
+        let out = job.out.add(row * job.ldc + col0);
+        let mut v0 = S::add(acc0[r], b0);
+        let mut v1 = S::add(acc1[r], b1);
+        if let Some((res, ldr)) = job.res {
+            if job.act1.is_some() {
+                v0 = act::<S>(job.act1, v0);
+                v1 = act::<S>(job.act1, v1);
+            }
+            let rp = res.add(row * ldr + col0);
+            v0 = S::add(v0, S::load(rp));
+            v1 = S::add(v1, S::load(rp.add(l)));
+        }
+        S::store(out, v0);
+        S::store(out.add(l), v1);
+    }
+}
+
+/// The accumulators of [`micro`].
+#[inline(always)]
+unsafe fn micro_acc<S: Simd, const T: bool, const R: usize>(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+) -> ([S::V; R], [S::V; R]) {
+    let l = S::LANES;
     let mut acc0 = [S::zero(); R];
     let mut acc1 = [S::zero(); R];
     let mut bp = b;
@@ -481,10 +548,7 @@ unsafe fn micro<S: Simd, const T: bool, const R: usize>(
             bp = bp.add(ldb);
         }
     }
-    for r in 0..R {
-        S::store(tile.add(r * 2 * l), acc0[r]);
-        S::store(tile.add(r * 2 * l + l), acc1[r]);
-    }
+    (acc0, acc1)
 }
 
 #[inline(always)]
