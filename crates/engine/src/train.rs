@@ -1432,8 +1432,10 @@ impl TrainPlan {
 
     /// The weight gradient `dyᵀ · A` (`m × k`) summed over `rows` rows, in [`PARTS`] fixed
     /// partial sums: `dy` columns `coff .. coff + m` (row stride `ldy`), `A` the layer's input
-    /// rows or their im2col view ([`WSrc`]). Blocks of rows of `A` are packed as GEMM panels
-    /// and `dyᵀ` is read from `dy` in place (a transposed `A`), so the GEMM streams contiguous memory.
+    /// rows or their im2col view ([`WSrc`]). Blocks of rows of `A` are read in place as GEMM
+    /// panels (or packed) and `dyᵀ` is read from `dy` in place (a transposed `A`), so the GEMM
+    /// streams contiguous memory; where that leaves panels partly empty and `dy`'s columns fill
+    /// them, the roles swap.
     #[allow(clippy::too_many_arguments)]
     unsafe fn weight_grad(
         &mut self,
@@ -1454,6 +1456,10 @@ impl TrainPlan {
         let ap = P(acc.as_mut_ptr());
         let dyp = P(dy as *mut f32);
         let (isa, nr) = (self.isa, self.isa.nr());
+        // Whichever of `dW` and `dWᵀ` fills whole panels: `dWᵀ = Aᵀ · dy` when `k` leaves a
+        // panel partly empty and `m` does not (a 24-channel 1×1 input, a 3-channel stem's 27
+        // columns).
+        let swap = !k.is_multiple_of(nr) && m.is_multiple_of(nr);
         let src = &src;
         self.par(parts, |part| {
             let (m0, m1) = (part * per, ((part + 1) * per).min(rows));
@@ -1468,39 +1474,59 @@ impl TrainPlan {
                 while r0 < m1 {
                     let r1 = (r0 + block).min(m1);
                     let r = r1 - r0;
-                    // `B` is read in place where its rows hold whole panels (the layer's
-                    // input rows, or the im2col rows gathered with a panel of slack after
-                    // them); only a channel slice narrower than its panels is packed.
-                    match src {
-                        WSrc::Rows { x, ld, c0 } if k.is_multiple_of(nr) => {
-                            packed.view_rows(r, k, x.add(r0 * ld + c0), *ld)
-                        }
-                        WSrc::Rows { x, ld, c0 } => {
-                            packed.repack_rows(r, k, x.add(r0 * ld + c0), *ld)
-                        }
+                    // The rows of `A` (the layer's input rows, or their im2col block).
+                    let (a_rows, lda) = match src {
+                        WSrc::Rows { x, ld, c0 } => (x.add(r0 * ld + c0), *ld),
                         WSrc::Im2col(im) => {
                             if sc.b.len() < r * k + nr {
                                 sc.b.resize(r * k + nr, 0.0);
                             }
                             let cols = sc.b.as_mut_ptr();
                             gemm::im2col_gather(isa, im, r0, r, cols);
-                            packed.view_rows(r, k, cols, k);
+                            (cols as *const f32, k)
                         }
-                    }
-                    let job = GemmJob {
-                        m,
-                        a: ASrc::Trans {
-                            a: dyp.at(r0 * ldy + coff),
-                            lda: ldy,
-                        },
-                        b: &packed,
-                        out,
-                        ldc: k,
-                        act1: None,
-                        res: Some((out as *const f32, k)),
-                        act2: None,
-                        mc: m,
-                        pc: packed.panels(),
+                    };
+                    let dy_rows = dyp.at(r0 * ldy + coff) as *const f32;
+                    let job = if swap {
+                        // `Aᵀ · dy` (`k × m`): `dy`'s whole panels read in place.
+                        packed.view_rows(r, m, dy_rows, ldy);
+                        GemmJob {
+                            m: k,
+                            a: ASrc::Trans { a: a_rows, lda },
+                            b: &packed,
+                            out,
+                            ldc: m,
+                            act1: None,
+                            res: Some((out as *const f32, m)),
+                            act2: None,
+                            mc: k,
+                            pc: packed.panels(),
+                        }
+                    } else {
+                        // `B` is read in place where its rows hold whole panels (the layer's
+                        // input rows, or the im2col rows gathered with a panel of slack after
+                        // them); only a channel slice narrower than its panels is packed.
+                        match src {
+                            WSrc::Rows { .. } if !k.is_multiple_of(nr) => {
+                                packed.repack_rows(r, k, a_rows, lda)
+                            }
+                            _ => packed.view_rows(r, k, a_rows, lda),
+                        }
+                        GemmJob {
+                            m,
+                            a: ASrc::Trans {
+                                a: dy_rows,
+                                lda: ldy,
+                            },
+                            b: &packed,
+                            out,
+                            ldc: k,
+                            act1: None,
+                            res: Some((out as *const f32, k)),
+                            act2: None,
+                            mc: m,
+                            pc: packed.panels(),
+                        }
                     };
                     gemm::gemm_task(isa, &job, 0);
                     r0 = r1;
@@ -1515,6 +1541,15 @@ impl TrainPlan {
             }
         }
         self.wbuf = acc;
+        if swap {
+            let mut t = vec![0.0f32; m * k];
+            for kk in 0..k {
+                for col in 0..m {
+                    t[col * k + kk] = sum[kk * m + col];
+                }
+            }
+            sum = t;
+        }
         sum
     }
 
