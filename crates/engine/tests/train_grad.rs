@@ -440,6 +440,46 @@ fn max_pool_backward_matches_the_first_maximum_rule() {
     }
 }
 
+/// The geometry of a 3×3 stride-1 convolution with padding `pad` over `n` images of `h × w`,
+/// and every (output pixel, tap `3·ky + kx`, input pixel) whose input lies inside the image.
+fn conv3x3(
+    n: usize,
+    h: usize,
+    w: usize,
+    pad: usize,
+) -> (effcnn_engine::kernels::Geom, Vec<(usize, usize, usize)>) {
+    let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
+    let mut triples = Vec::new();
+    for img in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for tap in 0..9 {
+                    let iy = (oy + tap / 3) as isize - pad as isize;
+                    let ix = (ox + tap % 3) as isize - pad as isize;
+                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                        let p = (img * h + iy as usize) * w + ix as usize;
+                        triples.push(((img * oh + oy) * ow + ox, tap, p));
+                    }
+                }
+            }
+        }
+    }
+    let g = effcnn_engine::kernels::Geom {
+        h,
+        w,
+        oh,
+        ow,
+        kh: 3,
+        kw: 3,
+        sh: 1,
+        sw: 1,
+        pt: pad,
+        pl: pad,
+        dilation: 1,
+    };
+    (g, triples)
+}
+
 /// Winograd F(2×2, 3×3) against the convolution's float64 definition on every instruction set:
 /// odd output sizes (tiles cut by the image edge), paddings 0 to 2 (the flipped input gradient
 /// of a padding-0 layer has padding 2), partial channel vectors, bias, written or added, and
@@ -448,7 +488,6 @@ fn max_pool_backward_matches_the_first_maximum_rule() {
 fn winograd_convolution_matches_the_definition() {
     use effcnn_engine::kernels::gemm::PackedB;
     use effcnn_engine::kernels::wino::{self, WinoJob};
-    use effcnn_engine::kernels::Geom;
     // (n, h, w, pad, cin, cout, tiles per task)
     let cases = [
         (2, 8, 8, 1, 16, 16, 12),
@@ -464,44 +503,19 @@ fn winograd_convolution_matches_the_definition() {
         let wt = fill(71 + i as u64, cout * cin * 9);
         let bias = fill(72 + i as u64, cout);
         let base = fill(73 + i as u64, n * oh * ow * cout);
+        let (s, triples) = conv3x3(n, h, w, pad);
         let mut want = vec![0f64; n * oh * ow * cout];
-        for img in 0..n {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    for co in 0..cout {
-                        let mut acc = f64::from(bias[co]);
-                        for ky in 0..3 {
-                            for kx in 0..3 {
-                                let iy = (oy + ky) as isize - pad as isize;
-                                let ix = (ox + kx) as isize - pad as isize;
-                                if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
-                                    continue;
-                                }
-                                let p = (img * h + iy as usize) * w + ix as usize;
-                                for ci in 0..cin {
-                                    acc += f64::from(x[p * cin + ci])
-                                        * f64::from(wt[(co * cin + ci) * 9 + ky * 3 + kx]);
-                                }
-                            }
-                        }
-                        want[((img * oh + oy) * ow + ox) * cout + co] = acc;
-                    }
+        for (o, v) in want.iter_mut().enumerate() {
+            *v = f64::from(bias[o % cout]);
+        }
+        for &(o, tap, p) in &triples {
+            for co in 0..cout {
+                for ci in 0..cin {
+                    want[o * cout + co] +=
+                        f64::from(x[p * cin + ci]) * f64::from(wt[(co * cin + ci) * 9 + tap]);
                 }
             }
         }
-        let s = Geom {
-            h,
-            w,
-            oh,
-            ow,
-            kh: 3,
-            kw: 3,
-            sh: 1,
-            sw: 1,
-            pt: pad,
-            pl: pad,
-            dilation: 1,
-        };
         for isa in Isa::available() {
             let mut u: Vec<PackedB> = Vec::new();
             wino::pack_weights(&mut u, isa.nr(), cin, cout, |co, ci| {
@@ -553,7 +567,6 @@ fn winograd_convolution_matches_the_definition() {
 #[test]
 fn winograd_weight_gradient_matches_the_definition() {
     use effcnn_engine::kernels::wino::{self, WinoGradJob};
-    use effcnn_engine::kernels::Geom;
     // (n, h, w, pad, cin, cout, parts, tiles per block)
     let cases = [
         (2, 8, 8, 1, 16, 16, 3, 12),
@@ -566,43 +579,16 @@ fn winograd_weight_gradient_matches_the_definition() {
         let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
         let x = fill(80 + i as u64, n * h * w * cin);
         let dy = fill(81 + i as u64, n * oh * ow * cout);
+        let (s, triples) = conv3x3(n, h, w, pad);
         let mut want = vec![0f64; cout * cin * 9];
-        for img in 0..n {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    for ky in 0..3 {
-                        for kx in 0..3 {
-                            let iy = (oy + ky) as isize - pad as isize;
-                            let ix = (ox + kx) as isize - pad as isize;
-                            if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
-                                continue;
-                            }
-                            let p = (img * h + iy as usize) * w + ix as usize;
-                            for co in 0..cout {
-                                let g = f64::from(dy[((img * oh + oy) * ow + ox) * cout + co]);
-                                for ci in 0..cin {
-                                    want[(co * cin + ci) * 9 + ky * 3 + kx] +=
-                                        g * f64::from(x[p * cin + ci]);
-                                }
-                            }
-                        }
-                    }
+        for &(o, tap, p) in &triples {
+            for co in 0..cout {
+                let g = f64::from(dy[o * cout + co]);
+                for ci in 0..cin {
+                    want[(co * cin + ci) * 9 + tap] += g * f64::from(x[p * cin + ci]);
                 }
             }
         }
-        let s = Geom {
-            h,
-            w,
-            oh,
-            ow,
-            kh: 3,
-            kw: 3,
-            sh: 1,
-            sw: 1,
-            pt: pad,
-            pl: pad,
-            dilation: 1,
-        };
         for isa in Isa::available() {
             let mut m = vec![f32::NAN; parts * 16 * cout * cin];
             let mut job = WinoGradJob {

@@ -117,6 +117,23 @@ impl WinoJob<'_> {
     }
 }
 
+/// Run `$body` for each channel vector of `c` channels (`$ch` its first channel), with the
+/// constant `FULL` true for whole vectors and false for the partial last one.
+macro_rules! each_vector {
+    ($s:ty, $c:expr, |$ch:ident, FULL| $body:expr) => {{
+        let mut $ch = 0;
+        while $ch + <$s>::LANES <= $c {
+            const FULL: bool = true;
+            $body;
+            $ch += <$s>::LANES;
+        }
+        if $ch < $c {
+            const FULL: bool = false;
+            $body;
+        }
+    }};
+}
+
 thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -149,14 +166,15 @@ unsafe fn wino_task_generic<S: Simd>(job: &WinoJob, t: usize) {
     // Input transform: V_ξ[tile][ci], ξ = 4·i + j.
     for tt in 0..tiles {
         let (img, ty, tx) = tile_pos(t0 + tt, th, tw);
-        let mut ch = 0;
-        while ch + S::LANES <= cin {
-            input_tile::<S, true>(job, img, ty, tx, ch, v.add(tt * cin), tiles * cin);
-            ch += S::LANES;
-        }
-        if ch < cin {
-            input_tile::<S, false>(job, img, ty, tx, ch, v.add(tt * cin), tiles * cin);
-        }
+        each_vector!(S, cin, |ch, FULL| input_tile::<S, FULL, false>(
+            job,
+            img,
+            ty,
+            tx,
+            ch,
+            v.add(tt * cin),
+            tiles * cin
+        ));
     }
     // The 16 products M_ξ = V_ξ · U_ξ.
     for (xi, u) in job.u.iter().enumerate() {
@@ -180,14 +198,15 @@ unsafe fn wino_task_generic<S: Simd>(job: &WinoJob, t: usize) {
     // Output transform.
     for tt in 0..tiles {
         let (img, ty, tx) = tile_pos(t0 + tt, th, tw);
-        let mut co = 0;
-        while co + S::LANES <= cout {
-            output_tile::<S, true>(job, img, ty, tx, co, m.add(tt * cout), tiles * cout);
-            co += S::LANES;
-        }
-        if co < cout {
-            output_tile::<S, false>(job, img, ty, tx, co, m.add(tt * cout), tiles * cout);
-        }
+        each_vector!(S, cout, |co, FULL| output_tile::<S, FULL>(
+            job,
+            img,
+            ty,
+            tx,
+            co,
+            m.add(tt * cout),
+            tiles * cout
+        ));
     }
 }
 
@@ -197,24 +216,10 @@ fn tile_pos(i: usize, th: usize, tw: usize) -> (usize, usize, usize) {
 }
 
 /// `Bᵀ d B` of the 4×4 patch of tile `(ty, tx)` of image `img`, channels `ch ..` (a vector),
-/// stored at `v + ξ · stride + ch`.
-#[inline(always)]
-unsafe fn input_tile<S: Simd, const FULL: bool>(
-    job: &WinoJob,
-    img: usize,
-    ty: usize,
-    tx: usize,
-    ch: usize,
-    v: *mut f32,
-    stride: usize,
-) {
-    input_tile_as::<S, FULL, false>(job, img, ty, tx, ch, v, stride)
-}
-
-/// [`input_tile`] with F(2×2, 3×3)'s `Bᵀ`, or with F(3×3, 2×2)'s (`GRAD`: the weight
+/// stored at `v + ξ · stride + ch`: F(2×2, 3×3)'s `Bᵀ`, or with `GRAD` F(3×3, 2×2)'s (the weight
 /// gradient's), whose last row has the opposite sign.
 #[inline(always)]
-unsafe fn input_tile_as<S: Simd, const FULL: bool, const GRAD: bool>(
+unsafe fn input_tile<S: Simd, const FULL: bool, const GRAD: bool>(
     job: &WinoJob,
     img: usize,
     ty: usize,
@@ -426,38 +431,24 @@ unsafe fn wino_grad_part_generic<S: Simd>(job: &WinoGradJob, part: usize) {
             let d = buf.add(16 * tiles * cin);
             for t in 0..tiles {
                 let (img, ty, tx) = tile_pos(b0 + t, th, tw);
-                let mut ch = 0;
-                while ch + S::LANES <= cin {
-                    input_tile_as::<S, true, true>(
-                        &fwd,
-                        img,
-                        ty,
-                        tx,
-                        ch,
-                        v.add(t * cin),
-                        tiles * cin,
-                    );
-                    ch += S::LANES;
-                }
-                if ch < cin {
-                    input_tile_as::<S, false, true>(
-                        &fwd,
-                        img,
-                        ty,
-                        tx,
-                        ch,
-                        v.add(t * cin),
-                        tiles * cin,
-                    );
-                }
-                let mut co = 0;
-                while co + S::LANES <= cout {
-                    grad_tile::<S, true>(job, img, ty, tx, co, d.add(t * cout), tiles * cout);
-                    co += S::LANES;
-                }
-                if co < cout {
-                    grad_tile::<S, false>(job, img, ty, tx, co, d.add(t * cout), tiles * cout);
-                }
+                each_vector!(S, cin, |ch, FULL| input_tile::<S, FULL, true>(
+                    &fwd,
+                    img,
+                    ty,
+                    tx,
+                    ch,
+                    v.add(t * cin),
+                    tiles * cin,
+                ));
+                each_vector!(S, cout, |co, FULL| grad_tile::<S, FULL>(
+                    job,
+                    img,
+                    ty,
+                    tx,
+                    co,
+                    d.add(t * cout),
+                    tiles * cout
+                ));
             }
             for xi in 0..16 {
                 packed.view_rows(tiles, cin, v.add(xi * tiles * cin), cin);
