@@ -1303,3 +1303,27 @@ fn devices_that_cannot_be_used_are_a_clear_error() {
     }
     fails(&["bench", "dwsep_cnn", "--engine", "fast"], &["--engine"]);
 }
+
+/// A misspelt `EFFCNN_WINOGRAD` (the training step's A/B switch) is refused before the run
+/// folder is made, instead of silently measuring another path.
+#[test]
+fn a_bad_winograd_switch_is_refused_before_the_run_starts() {
+    let out = common::tmp("bad-winograd");
+    for bad in ["maybe", "OFF", ""] {
+        let o = Command::new(env!("CARGO_BIN_EXE_effcnn"))
+            .args(["train", "plain_cnn", "--data", "synthetic", "--epochs", "1"])
+            .args(["--progress", "quiet", "--out", s(&out)])
+            .env("EFFCNN_WINOGRAD", bad)
+            .output()
+            .expect("run effcnn");
+        assert_fails(
+            o,
+            &format!("train with EFFCNN_WINOGRAD={bad:?}"),
+            &["EFFCNN_WINOGRAD", "expected on, off, 1 or 0"],
+        );
+        assert!(
+            !out.exists(),
+            "a refused switch must leave no folder behind"
+        );
+    }
+}

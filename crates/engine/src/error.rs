@@ -16,4 +16,7 @@ pub enum EngineError {
     BadInput(String),
     #[error("{path}: the engine cannot run {what}")]
     Unsupported { path: String, what: String },
+    /// An environment switch with a value the engine does not know.
+    #[error("{0}")]
+    Setting(String),
 }

@@ -22,4 +22,4 @@ pub mod train;
 pub use error::EngineError;
 pub use plan::{Plan, PlanOptions, StepInfo, WeightMap, Weights};
 pub use simd::Isa;
-pub use train::{StepInput, StepOutput, TrainPlan};
+pub use train::{check_switches, StepInput, StepOutput, TrainPlan};

@@ -118,6 +118,32 @@ enum TOp {
     },
 }
 
+impl TOp {
+    /// The op's name in step profiles.
+    fn kind(&self) -> &'static str {
+        match self {
+            TOp::Input => "input",
+            TOp::Conv {
+                depthwise: true, ..
+            } => "depthwise conv",
+            TOp::Conv { wino: Some(_), .. } => "conv, Winograd",
+            TOp::Conv { .. } => "conv",
+            TOp::Linear { .. } => "linear",
+            TOp::Bn { .. } => "batch norm",
+            TOp::Act(_) => "activation",
+            TOp::Pool { max: true, .. } => "max pool",
+            TOp::Pool { .. } => "avg pool",
+            TOp::Gap => "global pool",
+            TOp::Add => "add",
+            TOp::Scale => "scale",
+            TOp::Concat => "concat",
+            TOp::Slice { .. } => "slice",
+            TOp::Shuffle { .. } => "shuffle",
+            TOp::Drop { .. } => "dropout",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct TNode {
     id: NodeId,
@@ -237,13 +263,32 @@ fn flipped(g: &Geom, cin_g: usize, nr: usize) -> Option<Geom> {
     })
 }
 
+/// `EFFCNN_WINOGRAD`: unset, `on` or `1` run 3×3 stride-1 layers as Winograd transforms;
+/// `off` or `0` keep them on the im2col GEMMs (for A/B runs); any other value is an error, so a
+/// misspelt switch cannot silently measure the wrong path.
+fn winograd_switch(value: Option<&str>) -> Result<bool, EngineError> {
+    match value {
+        None | Some("on" | "1") => Ok(true),
+        Some("off" | "0") => Ok(false),
+        Some(other) => Err(EngineError::Setting(format!(
+            "EFFCNN_WINOGRAD={other:?}: expected on, off, 1 or 0"
+        ))),
+    }
+}
+
+/// Check the environment switches the training step reads (`EFFCNN_WINOGRAD`), so a caller can
+/// refuse a bad value before it starts writing a run.
+pub fn check_switches() -> Result<(), EngineError> {
+    winograd_switch(std::env::var("EFFCNN_WINOGRAD").ok().as_deref()).map(|_| ())
+}
+
 /// The flipped geometry of a convolution that runs as Winograd F(2×2, 3×3) in the training
 /// step, or `None`. Layers with few channels (a 3-channel stem) keep the im2col GEMM, whose
-/// short rows cost less than the transforms. `EFFCNN_WINOGRAD=off` turns it off (A/B runs).
-fn winograd(c: &effcnn_arch::Conv, g: &Geom) -> Option<Geom> {
-    let off = std::env::var("EFFCNN_WINOGRAD").is_ok_and(|v| v == "off" || v == "0");
+/// short rows cost less than the transforms (measured: dwsep_cnn's stem 4.5 → 5.8 ms forward
+/// and 4.3 → 9.0 ms backward as Winograd).
+fn winograd(c: &effcnn_arch::Conv, g: &Geom, enabled: bool) -> Option<Geom> {
     let wide = c.cin >= 8 && c.cout >= 8;
-    (!off && wide && wino::applies(c, g)).then(|| Geom {
+    (enabled && wide && wino::applies(c, g)).then(|| Geom {
         h: g.oh,
         w: g.ow,
         oh: g.h,
@@ -272,6 +317,7 @@ impl TrainPlan {
         opts: PlanOptions,
     ) -> Result<TrainPlan, EngineError> {
         check_compile(graph, dims, opts.isa)?;
+        let use_wino = winograd_switch(std::env::var("EFFCNN_WINOGRAD").ok().as_deref())?;
         let [n, _, h, w] = dims;
         let shapes = spatial_shapes(graph, h, w)?;
         let nn = graph.nodes.len();
@@ -303,7 +349,7 @@ impl TrainPlan {
                         } else {
                             flipped(&geom, cv.cin / cv.groups, opts.isa.nr()).map(Box::new)
                         },
-                        wino: winograd(cv, &geom).map(Box::new),
+                        wino: winograd(cv, &geom, use_wino).map(Box::new),
                     }
                 }
                 Op::Linear { fin, fout, bias } => {
@@ -631,14 +677,11 @@ impl TrainPlan {
                         let w =
                             |co: usize, ci: usize, tap: usize| wt[(co * cin_g + ci) * taps + tap];
                         if wino.is_some() {
+                            // One group (`wino::applies`), 3×3: no im2col packings needed.
                             let (cin, cout) = (conv.cin, conv.cout);
                             let kernel = |co: usize, ci: usize, flip: bool| {
-                                let mut g = [[0f32; 3]; 3];
-                                for (tap, v) in wt[(co * cin + ci) * 9..][..9].iter().enumerate() {
-                                    let t = if flip { 8 - tap } else { tap };
-                                    g[t / 3][t % 3] = *v;
-                                }
-                                g
+                                let tap = |t: usize| w(co, ci, if flip { 8 - t } else { t });
+                                [0, 1, 2].map(|ky| [0, 1, 2].map(|kx| tap(ky * 3 + kx)))
                             };
                             wino::pack_weights(&mut aux.wf, nr, cin, cout, |co, ci| {
                                 kernel(co, ci, false)
@@ -648,6 +691,7 @@ impl TrainPlan {
                             wino::pack_weights(&mut aux.wb, nr, cout, cin, |ci, co| {
                                 kernel(co, ci, true)
                             });
+                            continue;
                         }
                         aux.fwd.resize_with(conv.groups, || PackedB::empty(nr));
                         aux.bwd.resize_with(conv.groups, || PackedB::empty(nr));
@@ -1002,27 +1046,16 @@ impl TrainPlan {
             s: *geom,
             per: 0,
             tt: WinoJob::tile_block(cin, cout),
-            m: std::ptr::null_mut(),
         };
         let tiles = job.tiles();
         let parts = PARTS.min(tiles.div_ceil(16)).max(1);
         job.per = tiles.div_ceil(parts);
-        let mut acc = std::mem::take(&mut self.wbuf);
-        acc.clear();
-        acc.resize(parts * 16 * cout * cin, 0.0);
-        job.m = acc.as_mut_ptr();
         let isa = self.isa;
         // SAFETY: `x` and `dy` hold the layer's input and output gradient at the compiled batch;
-        // each part writes its own slice of `acc`.
-        self.par(parts, |p| unsafe { wino::wino_grad_part(isa, &job, p) });
-        let size = 16 * cout * cin;
-        let mut sum = vec![0.0f32; size];
-        for p in acc.chunks(size) {
-            for (s, &v) in sum.iter_mut().zip(p) {
-                *s += v;
-            }
-        }
-        self.wbuf = acc;
+        // each part writes its own sums.
+        let sum = self.part_sums(parts, 16 * cout * cin, |p, out| unsafe {
+            wino::wino_grad_part(isa, &job, p, out)
+        });
         let mut dw = vec![0.0f32; cout * cin * 9];
         wino::grad_output_transform(&sum, cout, cin, &mut dw);
         dw
@@ -1108,24 +1141,16 @@ impl TrainPlan {
                     wino,
                 } => {
                     let x = self.val_ptr(node.inputs[0]);
-                    let mut dx = dx_of(0);
-                    if let (Some(fg), Some((dxp, acc))) = (wino, dx) {
-                        let wb = &self.aux[id].wb;
-                        self.winograd(dy, conv.cout, fg, wb, std::ptr::null(), dxp, conv.cin, acc);
-                        dx = None;
-                    }
+                    let dx = dx_of(0);
                     if *depthwise {
                         self.dw_backward(id, conv, geom, x, dy, dx);
-                    } else if wino.is_some() {
-                        let dw = self.winograd_weight_grad(conv, geom, x, dy);
-                        self.aux[id].gw = dw;
-                        self.aux[id].gb = if conv.bias {
-                            self.col_sum_f32(rows, conv.cout, dy)
-                        } else {
-                            Vec::new()
-                        };
                     } else {
-                        self.conv_backward(id, conv, geom, *direct, flip.as_deref(), x, dy, dx);
+                        let paths = ConvPaths {
+                            direct: *direct,
+                            flip: flip.as_deref(),
+                            wino: wino.as_deref(),
+                        };
+                        self.conv_backward(id, conv, geom, paths, x, dy, dx);
                     }
                 }
                 TOp::Linear { fin, fout, .. } => {
@@ -1430,6 +1455,30 @@ impl TrainPlan {
             .collect()
     }
 
+    /// `Σ_p f(p)` over `parts` partial sums of `size` floats, added in order (so the result
+    /// does not depend on which thread ran which part): `f(p, out)` adds part `p` into `out`
+    /// (zeroed, or written whole). The partial sums reuse one buffer across layers and steps.
+    fn part_sums(
+        &mut self,
+        parts: usize,
+        size: usize,
+        f: impl Fn(usize, *mut f32) + Sync + Send,
+    ) -> Vec<f32> {
+        let mut acc = std::mem::take(&mut self.wbuf);
+        acc.clear();
+        acc.resize(parts * size, 0.0);
+        let ap = P(acc.as_mut_ptr());
+        self.par(parts, |p| f(p, ap.at(p * size)));
+        let mut sum = vec![0.0f32; size];
+        for p in acc.chunks(size) {
+            for (s, &v) in sum.iter_mut().zip(p) {
+                *s += v;
+            }
+        }
+        self.wbuf = acc;
+        sum
+    }
+
     /// The weight gradient `dyᵀ · A` (`m × k`) summed over `rows` rows, in [`PARTS`] fixed
     /// partial sums: `dy` columns `coff .. coff + m` (row stride `ldy`), `A` the layer's input
     /// rows or their im2col view ([`WSrc`]). Blocks of rows of `A` are read in place as GEMM
@@ -1450,10 +1499,6 @@ impl TrainPlan {
         let parts = PARTS.min(rows.div_ceil(16)).max(1);
         let per = rows.div_ceil(parts);
         let block = (BLOCK_FLOATS / k.max(1)).clamp(16, 512);
-        let mut acc = std::mem::take(&mut self.wbuf);
-        acc.clear();
-        acc.resize(parts * m * k, 0.0);
-        let ap = P(acc.as_mut_ptr());
         let dyp = P(dy as *mut f32);
         let (isa, nr) = (self.isa, self.isa.nr());
         // Whichever of `dW` and `dWᵀ` fills whole panels: `dWᵀ = Aᵀ · dy` when `k` leaves a
@@ -1461,9 +1506,8 @@ impl TrainPlan {
         // columns).
         let swap = !k.is_multiple_of(nr) && m.is_multiple_of(nr);
         let src = &src;
-        self.par(parts, |part| {
+        let mut sum = self.part_sums(parts, m * k, |part, out| {
             let (m0, m1) = (part * per, ((part + 1) * per).min(rows));
-            let out = ap.at(part * m * k);
             SCRATCH.with(|sc| {
                 let mut sc = sc.borrow_mut();
                 let mut packed = sc.packed.take().unwrap_or_else(|| PackedB::empty(nr));
@@ -1534,13 +1578,6 @@ impl TrainPlan {
                 sc.packed = Some(packed);
             });
         });
-        let mut sum = vec![0.0f32; m * k];
-        for p in acc.chunks(m * k) {
-            for (s, &v) in sum.iter_mut().zip(p) {
-                *s += v;
-            }
-        }
-        self.wbuf = acc;
         if swap {
             let mut t = vec![0.0f32; m * k];
             for kk in 0..k {
@@ -1559,12 +1596,12 @@ impl TrainPlan {
         id: NodeId,
         conv: &effcnn_arch::Conv,
         geom: &Geom,
-        direct: bool,
-        flip: Option<&Geom>,
+        paths: ConvPaths,
         x: *mut f32,
         dy: *mut f32,
         dx: Option<(*mut f32, bool)>,
     ) {
+        let ConvPaths { direct, flip, wino } = paths;
         let n = self.dims[0];
         let (cin, cout) = (conv.cin, conv.cout);
         let (cin_g, cout_g) = (cin / conv.groups, cout / conv.groups);
@@ -1575,7 +1612,10 @@ impl TrainPlan {
         let isa = self.isa;
         // Input gradient.
         if let Some((dx, acc)) = dx {
-            if direct || flip.is_some() {
+            if let Some(fg) = wino {
+                let wb = &self.aux[id].wb;
+                self.winograd(dy, cout, fg, wb, std::ptr::null(), dx, cin, acc);
+            } else if direct || flip.is_some() {
                 for gi in 0..conv.groups {
                     let a = match flip {
                         Some(fg) => ASrc::Im2col(Im2col {
@@ -1639,32 +1679,37 @@ impl TrainPlan {
             }
         }
         // Weight gradient, per group, in PyTorch's [co][ci][kh][kw].
-        let mut dw = vec![0.0f32; cout * k];
-        for gi in 0..conv.groups {
-            let src = if direct {
-                WSrc::Rows {
-                    x,
-                    ld: cin,
-                    c0: gi * cin_g,
-                }
-            } else {
-                WSrc::Im2col(Im2col {
-                    x,
-                    ldx: cin,
-                    c0: gi * cin_g,
-                    cin: cin_g,
-                    s: *geom,
-                })
-            };
-            let part = self.weight_grad(rows, k, src, dy, cout, gi * cout_g, cout_g);
-            for col in 0..cout_g {
-                let co = gi * cout_g + col;
-                for kk in 0..k {
-                    let (tap, ci) = (kk / cin_g, kk % cin_g);
-                    dw[(co * cin_g + ci) * taps + tap] = part[col * k + kk];
+        let dw = if wino.is_some() {
+            self.winograd_weight_grad(conv, geom, x, dy)
+        } else {
+            let mut dw = vec![0.0f32; cout * k];
+            for gi in 0..conv.groups {
+                let src = if direct {
+                    WSrc::Rows {
+                        x,
+                        ld: cin,
+                        c0: gi * cin_g,
+                    }
+                } else {
+                    WSrc::Im2col(Im2col {
+                        x,
+                        ldx: cin,
+                        c0: gi * cin_g,
+                        cin: cin_g,
+                        s: *geom,
+                    })
+                };
+                let part = self.weight_grad(rows, k, src, dy, cout, gi * cout_g, cout_g);
+                for col in 0..cout_g {
+                    let co = gi * cout_g + col;
+                    for kk in 0..k {
+                        let (tap, ci) = (kk / cin_g, kk % cin_g);
+                        dw[(co * cin_g + ci) * taps + tap] = part[col * k + kk];
+                    }
                 }
             }
-        }
+            dw
+        };
         let db = if conv.bias {
             self.col_sum_f32(rows, cout, dy)
         } else {
@@ -1798,6 +1843,14 @@ impl TrainPlan {
     }
 }
 
+/// How a dense convolution's backward runs (see [`TOp::Conv`]).
+#[derive(Clone, Copy)]
+struct ConvPaths<'a> {
+    direct: bool,
+    flip: Option<&'a Geom>,
+    wino: Option<&'a Geom>,
+}
+
 /// Per-node times of one step, printed to stderr (`EFFCNN_STEP_PROFILE`).
 #[derive(Default)]
 struct StepProfile {
@@ -1807,8 +1860,7 @@ struct StepProfile {
 impl StepProfile {
     fn record(&mut self, plan: &TrainPlan, t: usize, phase: &'static str, t0: std::time::Instant) {
         let node = &plan.nodes[t];
-        let op = format!("{:?}", node.op);
-        let kind = op.split([' ', '(', '{']).next().unwrap_or("").to_string();
+        let kind = node.op.kind();
         let path = &plan.graph.nodes[node.id].path;
         self.rows.push((
             format!("{path} ({kind})"),
@@ -1842,4 +1894,26 @@ fn unit(seed: u64, i: u64) -> f64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
     (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::winograd_switch;
+
+    #[test]
+    fn the_winograd_switch_takes_on_off_and_refuses_anything_else() {
+        for (v, want) in [(None, true), (Some("on"), true), (Some("1"), true)] {
+            assert_eq!(winograd_switch(v).unwrap(), want, "{v:?}");
+        }
+        for v in ["off", "0"] {
+            assert!(!winograd_switch(Some(v)).unwrap(), "{v}");
+        }
+        for v in ["", "no", "OFF", "false"] {
+            let e = winograd_switch(Some(v)).unwrap_err().to_string();
+            assert!(
+                e.contains("EFFCNN_WINOGRAD") && e.contains("on, off"),
+                "{v}: {e}"
+            );
+        }
+    }
 }

@@ -21,7 +21,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use effcnn_arch::graph::TensorKey;
 use effcnn_arch::Layout;
-pub use effcnn_engine::{EngineError, StepInput, StepOutput, TrainPlan};
+pub use effcnn_engine::{check_switches, EngineError, StepInput, StepOutput, TrainPlan};
 
 use crate::engine::{PlanOptions, WeightMap};
 use crate::model::{EffNet, Slot};

@@ -14,7 +14,8 @@ use effcnn_data::Batch;
 use effcnn_data::{Dataset, LoadOptions, Loader, LoaderConfig, Normalization};
 use effcnn_nn::engine::{engine_weights, Engine, PlanOptions};
 use effcnn_nn::train_step::{
-    apply_batch_stats, compile_train_plan, gradients_from_map, StepInput, TrainPlan,
+    apply_batch_stats, check_switches, compile_train_plan, gradients_from_map, EngineError,
+    StepInput, TrainPlan,
 };
 use effcnn_nn::{EffNet, InitConfig};
 use serde::{Deserialize, Serialize};
@@ -329,6 +330,10 @@ impl Session {
             TrainEngine::Plan if compute.is_cpu() => TrainEngine::Plan,
             _ => TrainEngine::Burn,
         };
+        if engine == TrainEngine::Plan {
+            // Before any run file is written.
+            check_switches().map_err(effcnn_nn::NnError::from)?;
+        }
         let device = compute.open().map_err(effcnn_nn::NnError::from)?.autodiff();
         device.seed(config.seed);
         let mut model = EffNet::new(&graph, &device, InitConfig { seed: config.seed })?;
@@ -510,6 +515,8 @@ impl Session {
                 self.plans.push((dims, plan));
                 Ok(Some(self.plans.len() - 1))
             }
+            // A misspelt switch is the user's error, not a graph to train on burn instead.
+            Err(e @ EngineError::Setting(_)) => Err(effcnn_nn::NnError::from(e).into()),
             Err(e) => {
                 progress.note(&format!(
                     "training {} on burn: effcnn's compiled training step is not available \

@@ -138,6 +138,18 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// This thread's transform buffer, grown to at least `n` floats; valid until the next call on
+/// the same thread (a thread runs one task at a time).
+fn scratch(n: usize) -> *mut f32 {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < n {
+            s.resize(n, 0.0);
+        }
+        s.as_mut_ptr()
+    })
+}
+
 multiversion!(
     /// Run task `t` of `job`.
     ///
@@ -154,20 +166,19 @@ unsafe fn wino_task_generic<S: Simd>(job: &WinoJob, t: usize) {
     let tiles = (total - t0).min(job.tt);
     let (cin, cout) = (job.cin, job.cout);
     let need = 16 * tiles * (cin + cout);
-    let buf = SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < need {
-            s.resize(need, 0.0);
-        }
-        s.as_mut_ptr()
-    });
-    let v = buf;
-    let m = buf.add(16 * tiles * cin);
+    let v = scratch(need);
+    let m = v.add(16 * tiles * cin);
+    let src = Patches {
+        x: job.x,
+        ldx: job.ldx,
+        cin,
+        s: &job.s,
+    };
     // Input transform: V_ξ[tile][ci], ξ = 4·i + j.
     for tt in 0..tiles {
         let (img, ty, tx) = tile_pos(t0 + tt, th, tw);
         each_vector!(S, cin, |ch, FULL| input_tile::<S, FULL, false>(
-            job,
+            &src,
             img,
             ty,
             tx,
@@ -215,12 +226,20 @@ fn tile_pos(i: usize, th: usize, tw: usize) -> (usize, usize, usize) {
     (i / (th * tw), (i / tw) % th, i % tw)
 }
 
+/// An NHWC input read in 4×4 patches: `cin` channels, pixel stride `ldx`, geometry `s`.
+struct Patches<'a> {
+    x: *const f32,
+    ldx: usize,
+    cin: usize,
+    s: &'a Geom,
+}
+
 /// `Bᵀ d B` of the 4×4 patch of tile `(ty, tx)` of image `img`, channels `ch ..` (a vector),
 /// stored at `v + ξ · stride + ch`: F(2×2, 3×3)'s `Bᵀ`, or with `GRAD` F(3×3, 2×2)'s (the weight
 /// gradient's), whose last row has the opposite sign.
 #[inline(always)]
 unsafe fn input_tile<S: Simd, const FULL: bool, const GRAD: bool>(
-    job: &WinoJob,
+    src: &Patches,
     img: usize,
     ty: usize,
     tx: usize,
@@ -228,8 +247,8 @@ unsafe fn input_tile<S: Simd, const FULL: bool, const GRAD: bool>(
     v: *mut f32,
     stride: usize,
 ) {
-    let s = &job.s;
-    let cnt = job.cin - ch;
+    let s = src.s;
+    let cnt = src.cin - ch;
     let mut d = [S::zero(); 16];
     for i in 0..4 {
         let iy = (2 * ty + i) as isize - s.pt as isize;
@@ -240,7 +259,7 @@ unsafe fn input_tile<S: Simd, const FULL: bool, const GRAD: bool>(
         for j in 0..4 {
             let ix = (2 * tx + j) as isize - s.pl as isize;
             if ix >= 0 && (ix as usize) < s.w {
-                let p = job.x.add((row + ix as usize) * job.ldx + ch);
+                let p = src.x.add((row + ix as usize) * src.ldx + ch);
                 d[i * 4 + j] = super::ld::<S, FULL>(p, cnt);
             }
         }
@@ -346,11 +365,9 @@ pub struct WinoGradJob {
     /// Tiles per part (the last part may have fewer) and per block within a part.
     pub per: usize,
     pub tt: usize,
-    /// `parts × 16 × cout × cin` partial sums, part-major.
-    pub m: *mut f32,
 }
 
-// SAFETY: each task writes only its own part of `m`; the inputs are only read.
+// SAFETY: the job's inputs are only read.
 unsafe impl Send for WinoGradJob {}
 unsafe impl Sync for WinoGradJob {}
 
@@ -380,98 +397,81 @@ fn view_packing(nr: usize) -> *mut PackedB {
 }
 
 multiversion!(
-    /// Sum part `part` of `job` into its slice of `job.m` (written, not added).
+    /// Add part `part` of `job` (its tiles' transformed products) into `m`, `16 × cout × cin`
+    /// (`m[ξ][co][ci]`, zeroed by the caller).
     ///
     /// # Safety
-    /// The job's pointers must be valid for its geometry; parts may run concurrently.
-    pub fn wino_grad_part(job: &WinoGradJob, part: usize) => wino_grad_part_generic
+    /// The job's pointers must be valid for its geometry, `m` for `16 · cout · cin` floats;
+    /// parts may run concurrently into different `m`.
+    pub fn wino_grad_part(job: &WinoGradJob, part: usize, m: *mut f32) => wino_grad_part_generic
 );
 
 #[inline(always)]
-unsafe fn wino_grad_part_generic<S: Simd>(job: &WinoGradJob, part: usize) {
+unsafe fn wino_grad_part_generic<S: Simd>(job: &WinoGradJob, part: usize, m: *mut f32) {
     let (cin, cout) = (job.cin, job.cout);
     let (th, tw) = (job.s.oh.div_ceil(2), job.s.ow.div_ceil(2));
     let total = job.tiles();
     let p0 = (part * job.per).min(total);
     let p1 = ((part + 1) * job.per).min(total);
-    let m = job.m.add(part * 16 * cout * cin);
-    std::ptr::write_bytes(m, 0, 16 * cout * cin);
     let nr = 2 * S::LANES;
     // V (with a panel of slack: the GEMM reads whole panels of its rows) and D.
     let need = 16 * job.tt * (cin + cout) + nr;
-    let buf = SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < need {
-            s.resize(need, 0.0);
-        }
-        s.as_mut_ptr()
-    });
-    let fwd = WinoJob {
-        isa: job.isa,
+    let v = scratch(need);
+    let src = Patches {
         x: job.x,
         ldx: cin,
         cin,
-        n: job.n,
-        s: job.s,
-        u: &[],
-        bias: std::ptr::null(),
-        out: std::ptr::null_mut(),
-        ldc: 0,
-        cout,
-        acc: false,
-        tt: job.tt,
+        s: &job.s,
     };
     // SAFETY: this thread's packing, used by this call only (a thread runs one part at a time).
     let packed = &mut *view_packing(nr);
-    {
-        let mut b0 = p0;
-        while b0 < p1 {
-            let tiles = (p1 - b0).min(job.tt);
-            let v = buf;
-            let d = buf.add(16 * tiles * cin);
-            for t in 0..tiles {
-                let (img, ty, tx) = tile_pos(b0 + t, th, tw);
-                each_vector!(S, cin, |ch, FULL| input_tile::<S, FULL, true>(
-                    &fwd,
-                    img,
-                    ty,
-                    tx,
-                    ch,
-                    v.add(t * cin),
-                    tiles * cin,
-                ));
-                each_vector!(S, cout, |co, FULL| grad_tile::<S, FULL>(
-                    job,
-                    img,
-                    ty,
-                    tx,
-                    co,
-                    d.add(t * cout),
-                    tiles * cout
-                ));
-            }
-            for xi in 0..16 {
-                packed.view_rows(tiles, cin, v.add(xi * tiles * cin), cin);
-                let mx = m.add(xi * cout * cin);
-                let g = GemmJob {
-                    m: cout,
-                    a: ASrc::Trans {
-                        a: d.add(xi * tiles * cout),
-                        lda: cout,
-                    },
-                    b: packed,
-                    out: mx,
-                    ldc: cin,
-                    act1: None,
-                    res: Some((mx as *const f32, cin)),
-                    act2: None,
-                    mc: cout,
-                    pc: packed.panels(),
-                };
-                gemm::gemm_task(job.isa, &g, 0);
-            }
-            b0 += tiles;
+    let mut b0 = p0;
+    while b0 < p1 {
+        let tiles = (p1 - b0).min(job.tt);
+        // This block's V_ξ (`tiles × cin` each), then its D_ξ (`tiles × cout`).
+        let d = v.add(16 * tiles * cin);
+        for t in 0..tiles {
+            let (img, ty, tx) = tile_pos(b0 + t, th, tw);
+            each_vector!(S, cin, |ch, FULL| input_tile::<S, FULL, true>(
+                &src,
+                img,
+                ty,
+                tx,
+                ch,
+                v.add(t * cin),
+                tiles * cin,
+            ));
+            each_vector!(S, cout, |co, FULL| grad_tile::<S, FULL>(
+                job,
+                img,
+                ty,
+                tx,
+                co,
+                d.add(t * cout),
+                tiles * cout
+            ));
         }
+        for xi in 0..16 {
+            packed.view_rows(tiles, cin, v.add(xi * tiles * cin), cin);
+            let mx = m.add(xi * cout * cin);
+            let g = GemmJob {
+                m: cout,
+                a: ASrc::Trans {
+                    a: d.add(xi * tiles * cout),
+                    lda: cout,
+                },
+                b: packed,
+                out: mx,
+                ldc: cin,
+                act1: None,
+                res: Some((mx as *const f32, cin)),
+                act2: None,
+                mc: cout,
+                pc: packed.panels(),
+            };
+            gemm::gemm_task(job.isa, &g, 0);
+        }
+        b0 += tiles;
     }
 }
 
