@@ -342,13 +342,7 @@ unsafe fn gemm_task_generic<S: Simd>(job: &GemmJob, t: usize) {
 /// next call on the same thread (a thread runs one task at a time). No closure reaches the
 /// kernels, so they stay inlined into the instruction set's wrapper.
 fn scratch(n: usize) -> *mut f32 {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < n {
-            s.resize(n, 0.0);
-        }
-        s.as_mut_ptr()
-    })
+    super::grown(&SCRATCH, n)
 }
 
 /// Rows `m0..m1` (the block's `A` at `a`, row stride `lda`, or column stride if `T`) × panels

@@ -74,6 +74,22 @@ impl Geom {
     }
 }
 
+/// A thread-local scratch buffer grown to at least `n` floats. The pointer stays valid until the
+/// buffer is next grown on the same thread (a thread runs one task at a time); each kernel
+/// family keeps its own buffer, so one can call another's kernels while holding its pointer.
+pub(crate) fn grown(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<f32>>>,
+    n: usize,
+) -> *mut f32 {
+    key.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < n {
+            s.resize(n, 0.0);
+        }
+        s.as_mut_ptr()
+    })
+}
+
 /// Apply an activation (PyTorch's formulas) to one vector.
 #[inline(always)]
 pub(crate) unsafe fn act<S: Simd>(a: Option<Act>, x: S::V) -> S::V {

@@ -141,13 +141,7 @@ thread_local! {
 /// This thread's transform buffer, grown to at least `n` floats; valid until the next call on
 /// the same thread (a thread runs one task at a time).
 fn scratch(n: usize) -> *mut f32 {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < n {
-            s.resize(n, 0.0);
-        }
-        s.as_mut_ptr()
-    })
+    super::grown(&SCRATCH, n)
 }
 
 multiversion!(
