@@ -625,3 +625,139 @@ fn winograd_weight_gradient_matches_the_definition() {
         }
     }
 }
+
+/// A batch norm's per-chunk sums computed in the epilogue of a GEMM (per task block) or of a
+/// depthwise convolution (per output row) are, bit for bit, those of the separate pass over the
+/// finished output that the plan runs when the thread split does not give whole chunks — so
+/// the step stays the same on any thread count — and they are `Σ (x − k)`, `Σ (x − k)²` to
+/// float32 precision; on every instruction set, with partial vectors and a partial last chunk.
+#[test]
+fn batch_norm_sums_in_an_epilogue_equal_the_separate_pass() {
+    use effcnn_engine::kernels::dw::{self, DwJob, Window};
+    use effcnn_engine::kernels::gemm::{self, ASrc, GemmJob, PackedB};
+    use effcnn_engine::kernels::{Geom, Stats};
+    // The separate pass over `y` (`rows × c`) in chunks of `st.rows`, and the sums checked
+    // against float64.
+    let check = |isa: Isa, what: &str, y: &[f32], c: usize, st: &Stats, epi: &[f32]| {
+        let rows = y.len() / c;
+        let chunks = rows.div_ceil(st.rows);
+        let mut pass = vec![0.0f32; chunks * 2 * c];
+        let sp = Stats {
+            out: pass.as_mut_ptr(),
+            ..*st
+        };
+        for t in 0..chunks {
+            let r0 = t * st.rows;
+            let r = st.rows.min(rows - r0);
+            unsafe { grad::stats_pass(isa, &sp, t, r, y.as_ptr().add(r0 * c), c) };
+        }
+        assert!(
+            epi.iter()
+                .zip(&pass)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{what} {isa:?}: epilogue and pass differ"
+        );
+        let shift = unsafe { std::slice::from_raw_parts(st.shift, c) };
+        for t in 0..chunks {
+            for ch in 0..c {
+                let (mut s1, mut s2, mut mag) = (0.0f64, 0.0f64, 0.0f64);
+                for r in t * st.rows..((t + 1) * st.rows).min(rows) {
+                    let d = y[r * c + ch] as f64 - shift[ch] as f64;
+                    (s1, s2, mag) = (s1 + d, s2 + d * d, mag + d.abs());
+                }
+                let (e1, e2) = (epi[t * 2 * c + ch] as f64, epi[t * 2 * c + c + ch] as f64);
+                assert!(
+                    (e1 - s1).abs() <= 1e-5 * mag,
+                    "{what} {isa:?}: Σ chunk {t} ch {ch}"
+                );
+                assert!(
+                    (e2 - s2).abs() <= 1e-5 * s2,
+                    "{what} {isa:?}: Σ² chunk {t} ch {ch}"
+                );
+            }
+        }
+    };
+    for isa in Isa::available() {
+        // A GEMM of 100 rows (the last block partial) into 37 columns (a partial panel).
+        let (m, k, n) = (100, 13, 37);
+        let (a, w, shift) = (fill(1, m * k), fill(2, k * n), fill(3, n));
+        let b = PackedB::pack(k, n, isa.nr(), |col, kk| w[kk * n + col], |col| col as f32);
+        let mc = 8 * isa.mr();
+        let mut out = vec![0.0f32; m * n];
+        let mut epi = vec![0.0f32; m.div_ceil(mc) * 2 * n];
+        let st = Stats {
+            shift: shift.as_ptr(),
+            out: epi.as_mut_ptr(),
+            c: n,
+            rows: mc,
+        };
+        let job = GemmJob {
+            m,
+            a: ASrc::Direct {
+                a: a.as_ptr(),
+                lda: k,
+            },
+            b: &b,
+            out: out.as_mut_ptr(),
+            ldc: n,
+            act1: None,
+            res: None,
+            act2: None,
+            stats: Some(st),
+            mc,
+            pc: b.panels(),
+        };
+        for t in 0..job.tasks() {
+            unsafe { gemm::gemm_task(isa, &job, t) };
+        }
+        check(isa, "gemm", &out, n, &st, &epi);
+
+        // A 3×3 depthwise convolution over two 7×9 images of 19 channels.
+        let (imgs, h, wd, c) = (2, 7, 9, 19);
+        let (x, wt, bias, shift) = (
+            fill(4, imgs * h * wd * c),
+            fill(5, 9 * c),
+            fill(6, c),
+            fill(7, c),
+        );
+        let mut y = vec![0.0f32; imgs * h * wd * c];
+        let mut epi = vec![0.0f32; imgs * h * 2 * c];
+        let st = Stats {
+            shift: shift.as_ptr(),
+            out: epi.as_mut_ptr(),
+            c,
+            rows: wd,
+        };
+        let job = DwJob {
+            g: Window {
+                x: x.as_ptr(),
+                ldx: c,
+                y: y.as_mut_ptr(),
+                ldy: c,
+                n: imgs,
+                c,
+                s: Geom {
+                    h,
+                    w: wd,
+                    oh: h,
+                    ow: wd,
+                    kh: 3,
+                    kw: 3,
+                    sh: 1,
+                    sw: 1,
+                    pt: 1,
+                    pl: 1,
+                    dilation: 1,
+                },
+            },
+            w: wt.as_ptr(),
+            bias: bias.as_ptr(),
+            act: None,
+            stats: Some(st),
+        };
+        for t in 0..job.g.tasks() {
+            unsafe { dw::dw_task(isa, &job, t) };
+        }
+        check(isa, "depthwise", &y, c, &st, &epi);
+    }
+}

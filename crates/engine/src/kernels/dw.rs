@@ -4,7 +4,7 @@
 
 use effcnn_arch::Act;
 
-use super::{act_rows, ld, st, Geom};
+use super::{act_rows, chunk_stats, ld, st, Geom, Stats};
 use crate::simd::{multiversion, Simd};
 
 /// A window op over NHWC tensors: input `n × h × w × c` (row stride `ldx`), output rows of
@@ -42,6 +42,8 @@ pub struct DwJob {
     pub w: *const f32,
     pub bias: *const f32,
     pub act: Option<Act>,
+    /// Batch-norm statistics of the output, one chunk per output row (task).
+    pub stats: Option<Stats>,
 }
 
 /// Max or average pooling.
@@ -126,6 +128,9 @@ unsafe fn dw_task_generic<S: Simd>(j: &DwJob, t: usize) {
         cb += l;
     }
     act_rows::<S>(j.act, out_row, g.s.ow, g.c, g.ldy);
+    if let Some(st) = &j.stats {
+        chunk_stats::<S>(st, t, g.s.ow, out_row, g.ldy);
+    }
 }
 
 /// One output row of one channel block.
@@ -150,6 +155,15 @@ unsafe fn dw_row<S: Simd, const FULL: bool>(j: &DwJob, r: &Row, ox_lo: usize, ox
     while ox + OB <= ox_hi {
         dw_block::<S, FULL, OB>(j, r, ox);
         ox += OB;
+    }
+    // The rest in fours, twos, then ones: a lone column is one chain of dependent FMAs.
+    while ox + 4 <= ox_hi {
+        dw_block::<S, FULL, 4>(j, r, ox);
+        ox += 4;
+    }
+    while ox + 2 <= ox_hi {
+        dw_block::<S, FULL, 2>(j, r, ox);
+        ox += 2;
     }
     while ox < ox_hi {
         dw_block::<S, FULL, 1>(j, r, ox);
@@ -192,6 +206,10 @@ unsafe fn dw_block<S: Simd, const FULL: bool, const B: usize>(j: &DwJob, r: &Row
     }
     if B == 8 {
         taps!(a0 0 a1 1 a2 2 a3 3 a4 4 a5 5 a6 6 a7 7);
+    } else if B == 4 {
+        taps!(a0 0 a1 1 a2 2 a3 3);
+    } else if B == 2 {
+        taps!(a0 0 a1 1);
     } else {
         debug_assert_eq!(B, 1);
         taps!(a0 0);

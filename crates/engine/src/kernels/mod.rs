@@ -183,3 +183,90 @@ pub(crate) unsafe fn st<S: crate::simd::Simd, const FULL: bool>(p: *mut f32, v: 
         S::store_n(p, v, cnt)
     }
 }
+
+/// Where a producer's epilogue leaves the batch-norm statistics of its output: per chunk of
+/// `rows` output rows, `Σ (x − shift)` then `Σ (x − shift)²` per channel (`2c` floats at
+/// `out + chunk · 2c`), summed row by row in f32 by [`shifted_sums`] — the same sums, in the
+/// same order, as a separate pass over the finished tensor computes, so the two are
+/// interchangeable bit for bit.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    pub shift: *const f32,
+    pub out: *mut f32,
+    pub c: usize,
+    pub rows: usize,
+}
+
+// SAFETY: each task writes its own chunk's sums; the shift is only read.
+unsafe impl Send for Stats {}
+unsafe impl Sync for Stats {}
+
+/// Shifted column sums of one chunk: `s[ch] = Σ (x − k)` and `s[c + ch] = Σ (x − k)²` over
+/// `rows` rows of `c` channels (row stride `ld`), in row order, each channel's sums computed by
+/// the same instructions whatever the channel's position in a vector.
+///
+/// # Safety
+/// `x` must be valid for the rows, `shift` for `c` floats, `s` for `2c`.
+#[inline(always)]
+pub(crate) unsafe fn shifted_sums<S: Simd>(
+    rows: usize,
+    c: usize,
+    x: *const f32,
+    ld: usize,
+    shift: *const f32,
+    s: *mut f32,
+) {
+    let l = S::LANES;
+    let mut ch = 0;
+    // Four vectors of channels at a time: eight independent accumulators per row.
+    while ch + 4 * l <= c {
+        let mut k = [S::zero(); 4];
+        for (i, ki) in k.iter_mut().enumerate() {
+            *ki = S::load(shift.add(ch + i * l));
+        }
+        let mut s1 = [S::zero(); 4];
+        let mut s2 = [S::zero(); 4];
+        for r in 0..rows {
+            let xr = x.add(r * ld + ch);
+            for i in 0..4 {
+                let d = S::sub(S::load(xr.add(i * l)), k[i]);
+                s1[i] = S::add(s1[i], d);
+                s2[i] = S::fma(d, d, s2[i]);
+            }
+        }
+        for i in 0..4 {
+            S::store(s.add(ch + i * l), s1[i]);
+            S::store(s.add(c + ch + i * l), s2[i]);
+        }
+        ch += 4 * l;
+    }
+    while ch < c {
+        let cnt = (c - ch).min(l);
+        let k = S::load_upto(shift.add(ch), cnt);
+        let (mut s1, mut s2) = (S::zero(), S::zero());
+        for r in 0..rows {
+            let d = S::sub(S::load_upto(x.add(r * ld + ch), cnt), k);
+            s1 = S::add(s1, d);
+            s2 = S::fma(d, d, s2);
+        }
+        S::store_upto(s.add(ch), s1, cnt);
+        S::store_upto(s.add(c + ch), s2, cnt);
+        ch += l;
+    }
+}
+
+/// The statistics of chunk `chunk` (rows `chunk · st.rows ..`, `rows` of them) of a tensor at
+/// `y` (row stride `ld`).
+///
+/// # Safety
+/// As [`shifted_sums`], for the chunk's rows and `st`'s buffers.
+#[inline(always)]
+pub(crate) unsafe fn chunk_stats<S: Simd>(
+    st: &Stats,
+    chunk: usize,
+    rows: usize,
+    y: *const f32,
+    ld: usize,
+) {
+    shifted_sums::<S>(rows, st.c, y, ld, st.shift, st.out.add(chunk * 2 * st.c));
+}
