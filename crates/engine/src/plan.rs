@@ -493,7 +493,6 @@ impl Kind {
                         act1: *act1,
                         res: res.map(|r| (ctx.ptr(&r).add(gi * cout_g) as *const f32, r.ld)),
                         act2: *act2,
-                        stats: None,
                         mc,
                         pc,
                     };
@@ -514,7 +513,6 @@ impl Kind {
                     w: w.as_ptr(),
                     bias: bias.as_ptr(),
                     act: *act,
-                    stats: None,
                 };
                 let isa = ctx.isa;
                 ctx.par(job.g.tasks(), |t| dw::dw_task(isa, &job, t));
@@ -697,13 +695,8 @@ pub(crate) fn fetch_tensor<'w>(
 
 /// Rows and panels per GEMM task: blocks of 8 micro-tiles of rows, split further (and then by
 /// panels) until every worker thread has work.
-/// Rows of a GEMM task's block when the rows alone give every thread enough tasks.
-pub(crate) fn gemm_block_rows(mr: usize) -> usize {
-    mr * 8
-}
-
 pub(crate) fn split_gemm(m: usize, panels: usize, mr: usize, threads: usize) -> (usize, usize) {
-    let mut mc = gemm_block_rows(mr);
+    let mut mc = mr * 8;
     if threads > 1 && m.div_ceil(mc) < 2 * threads {
         mc = m.div_ceil(2 * threads).div_ceil(mr).max(1) * mr;
     }

@@ -30,10 +30,7 @@ use crate::kernels::gemm::{self, ASrc, GemmJob, Im2col, PackedB};
 use crate::kernels::grad::{self, WinImage};
 use crate::kernels::wino::{self, WinoJob};
 use crate::kernels::Geom;
-use crate::kernels::Stats;
-use crate::plan::{
-    check_compile, fetch_tensor, gemm_block_rows, split_gemm, PlanOptions, WeightMap, Weights,
-};
+use crate::plan::{check_compile, fetch_tensor, split_gemm, PlanOptions, WeightMap, Weights};
 use crate::shapes::spatial_shapes;
 use crate::simd::Isa;
 
@@ -161,12 +158,6 @@ struct TNode {
     fused: Option<(Act, NodeId)>,
     /// An activation fused into the batch norm before it: no step of its own.
     absorbed: bool,
-    /// A convolution followed by a batch norm: that batch norm, whose first per-chunk sums
-    /// (`Σ x`) this node's kernel computes while its output is in cache.
-    stats_for: Option<NodeId>,
-    /// Batch norm: rows per chunk of its statistics (the producer's task block when the
-    /// producer computes them).
-    stat_rows: usize,
 }
 
 /// Per-step state of a node.
@@ -187,13 +178,9 @@ struct Aux {
     invstd: Vec<f32>,
     var_unbiased: Vec<f32>,
     gamma: Vec<f32>,
-    /// Batch norm: zeros, the shift of the first of its statistics' sums (`Σ x`).
-    zeros: Vec<f32>,
     /// Batch norm: this step's `γ / σ` and `β − mean · γ / σ` (what the forward applied).
     scale: Vec<f32>,
     shift: Vec<f32>,
-    /// Batch norm: the producer's kernel computed this step's chunk sums.
-    stats_ready: bool,
     /// Dropout: the mask, already divided by the keep probability.
     mask: Vec<f32>,
     /// This step's gradients of the weight (PyTorch layout; the linear layer's in NHWC feature
@@ -237,8 +224,6 @@ pub struct TrainPlan {
     vals: Vec<Vec<f32>>,
     grads: Vec<Vec<f32>>,
     aux: Vec<Aux>,
-    /// Batch norm: the per-chunk sums of its input ([`Stats`]).
-    stats: Vec<Vec<f32>>,
     /// Partial sums of weight gradients, reused by every layer and step.
     wbuf: Vec<f32>,
 }
@@ -425,8 +410,6 @@ impl TrainPlan {
                 shape: s,
                 fused: None,
                 absorbed: false,
-                stats_for: None,
-                stat_rows: CHUNK_ROWS,
             });
         }
         let output = root[graph.output];
@@ -460,32 +443,6 @@ impl TrainPlan {
                         }
                     }
                 }
-            }
-        }
-        // A batch norm's `Σ x` in the epilogue of the convolution before: per output row of a
-        // depthwise convolution, per task block of a GEMM (one group; the Winograd and grouped
-        // layers leave them to a pass of their own, over the same chunks).
-        for t in 0..nodes.len() {
-            if !matches!(nodes[t].op, TOp::Bn { .. }) {
-                continue;
-            }
-            let Some(p) = pos[nodes[t].inputs[0]] else {
-                continue;
-            };
-            let rows = match &nodes[p].op {
-                TOp::Conv {
-                    depthwise: true,
-                    geom,
-                    ..
-                } => geom.ow,
-                TOp::Conv {
-                    conv, wino: None, ..
-                } if conv.groups == 1 => gemm_block_rows(opts.isa.mr()),
-                _ => continue,
-            };
-            if nodes[p].stats_for.is_none() {
-                nodes[p].stats_for = Some(nodes[t].id);
-                nodes[t].stat_rows = rows;
             }
         }
         // Which consumer writes each gradient first: the backward pass runs in reverse order.
@@ -529,13 +486,6 @@ impl TrainPlan {
                 }
             })
             .collect();
-        let mut stats = vec![Vec::new(); nn];
-        for node in &nodes {
-            if matches!(node.op, TOp::Bn { .. }) {
-                let rows = n * node.shape.h * node.shape.w;
-                stats[node.id] = vec![0.0f32; rows.div_ceil(node.stat_rows) * 2 * node.shape.c];
-            }
-        }
         let aux = (0..nn).map(|_| Aux::default()).collect();
         Ok(TrainPlan {
             graph: graph.clone(),
@@ -548,7 +498,6 @@ impl TrainPlan {
             vals,
             grads,
             aux,
-            stats,
             wbuf: Vec::new(),
         })
     }
@@ -807,7 +756,6 @@ impl TrainPlan {
                     let beta = fetch_tensor(g, weights, id, "bias")?;
                     // `bias` holds β until the forward pass turns it into the shift.
                     aux.bias = beta.to_vec();
-                    aux.zeros.resize(aux.gamma.len(), 0.0);
                 }
                 _ => {}
             }
@@ -847,13 +795,6 @@ impl TrainPlan {
                 } => {
                     let x = x.expect("input");
                     let aux = &self.aux[id];
-                    let stats = node.stats_for.map(|b| Stats {
-                        shift: self.aux[b].zeros.as_ptr(),
-                        out: self.stats[b].as_ptr() as *mut f32,
-                        c: s.c,
-                        rows: self.nodes[self.pos[b].expect("a root")].stat_rows,
-                    });
-                    let mut ready = false;
                     if wino.is_some() {
                         self.winograd(x, conv.cin, geom, &aux.wf, aux.bias.as_ptr(), y, s.c, false);
                     } else if *depthwise {
@@ -870,10 +811,8 @@ impl TrainPlan {
                             w: aux.dw.as_ptr(),
                             bias: aux.bias.as_ptr(),
                             act: None,
-                            stats,
                         };
                         self.par(job.g.tasks(), |t| dw::dw_task(isa, &job, t));
-                        ready = stats.is_some();
                     } else {
                         let (cin_g, cout_g) = (conv.cin / conv.groups, conv.cout / conv.groups);
                         for (gi, b) in aux.fwd.iter().enumerate() {
@@ -891,12 +830,8 @@ impl TrainPlan {
                                     s: *geom,
                                 })
                             };
-                            let st = if conv.groups == 1 { stats } else { None };
-                            ready = self.gemm_with(rows, a, b, y.add(gi * cout_g), s.c, false, st);
+                            self.gemm(rows, a, b, y.add(gi * cout_g), s.c, false);
                         }
-                    }
-                    if let Some(b) = node.stats_for {
-                        self.aux[b].stats_ready = ready;
                     }
                 }
                 TOp::Linear { fin, .. } => {
@@ -907,51 +842,21 @@ impl TrainPlan {
                 TOp::Bn { eps } => {
                     let x = x.expect("input");
                     let c = s.c;
+                    let xp = P(x);
+                    let sums = self.col_sums(rows, c, x);
                     let m = rows as f64;
-                    // Σ x per chunk, from the producer's epilogue or a pass of its own (shift 0),
-                    // then Σ (x − mean)² around the batch mean: the two-pass variance.
-                    let ready = std::mem::take(&mut self.aux[id].stats_ready);
-                    let mut mean = vec![0.0f32; c];
-                    let mut var = vec![0.0f64; c];
-                    for second in [false, true] {
-                        let shift = if second { &mean } else { &self.aux[id].zeros };
-                        let st = Stats {
-                            shift: shift.as_ptr(),
-                            out: self.stats[id].as_ptr() as *mut f32,
-                            c,
-                            rows: node.stat_rows,
-                        };
-                        if second || !ready {
-                            let (xp, chunks) = (P(x), rows.div_ceil(st.rows));
-                            self.par(chunks, |t| {
-                                let r0 = t * st.rows;
-                                let r = st.rows.min(rows - r0);
-                                grad::stats_pass(isa, &st, t, r, xp.at(r0 * c), c)
-                            });
-                        }
-                        // The chunks' sums in order, in f64.
-                        let mut sums = vec![0.0f64; c];
-                        let off = if second { c } else { 0 };
-                        for part in self.stats[id].chunks(2 * c) {
-                            for ch in 0..c {
-                                sums[ch] += part[off + ch] as f64;
-                            }
-                        }
-                        if second {
-                            var = sums.iter().map(|v| v / m).collect();
-                        } else {
-                            mean = sums.iter().map(|v| (v / m) as f32).collect();
-                        }
-                    }
+                    let mean: Vec<f32> = sums.iter().map(|v| (v / m) as f32).collect();
+                    let mp = P(mean.as_ptr() as *mut f32);
+                    let sq = self.chunk_sums(rows, c, |r0, r1, out| {
+                        grad::col_sums(isa, r1 - r0, c, xp.at(r0 * c), c, mp.at(0), true, out)
+                    });
                     let aux = &mut self.aux[id];
+                    let var: Vec<f64> = sq.iter().map(|v| v / m).collect();
                     aux.invstd = var
                         .iter()
                         .map(|v| (1.0 / (v + eps).sqrt()) as f32)
                         .collect();
-                    aux.var_unbiased = var
-                        .iter()
-                        .map(|v| (v * m / (m - 1.0).max(1.0)) as f32)
-                        .collect();
+                    aux.var_unbiased = sq.iter().map(|v| (v / (m - 1.0).max(1.0)) as f32).collect();
                     let scale: Vec<f32> = (0..c).map(|ch| aux.gamma[ch] * aux.invstd[ch]).collect();
                     let shift: Vec<f32> = (0..c)
                         .map(|ch| aux.bias[ch] - mean[ch] * scale[ch])
@@ -1068,28 +973,7 @@ impl TrainPlan {
     /// # Safety
     /// `a`, `out` must be valid for the GEMM's geometry.
     unsafe fn gemm(&self, m: usize, a: ASrc, b: &PackedB, out: *mut f32, ldc: usize, acc: bool) {
-        self.gemm_with(m, a, b, out, ldc, acc, None);
-    }
-
-    /// [`TrainPlan::gemm`], with a batch norm's statistics of `out` computed by the tasks when
-    /// the split gives each task whole chunks of `stats.rows` rows over all panels; returns
-    /// whether it did.
-    ///
-    /// # Safety
-    /// As [`TrainPlan::gemm`]; `stats` valid for `out`'s rows.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm_with(
-        &self,
-        m: usize,
-        a: ASrc,
-        b: &PackedB,
-        out: *mut f32,
-        ldc: usize,
-        acc: bool,
-        stats: Option<Stats>,
-    ) -> bool {
         let (mc, pc) = split_gemm(m, b.panels(), self.isa.mr(), self.threads);
-        let stats = stats.filter(|st| mc == st.rows && pc == b.panels());
         let job = GemmJob {
             m,
             a,
@@ -1099,13 +983,11 @@ impl TrainPlan {
             act1: None,
             res: acc.then_some((out as *const f32, ldc)),
             act2: None,
-            stats,
             mc,
             pc,
         };
         let isa = self.isa;
         self.par(job.tasks(), |t| gemm::gemm_task(isa, &job, t));
-        stats.is_some()
     }
 
     /// `out (+)= conv(x) + bias` as Winograd F(2×2, 3×3) over the batch (`u` the 16 packings
@@ -1661,7 +1543,6 @@ impl TrainPlan {
                             act1: None,
                             res: Some((out as *const f32, m)),
                             act2: None,
-                            stats: None,
                             mc: k,
                             pc: packed.panels(),
                         }
@@ -1687,7 +1568,6 @@ impl TrainPlan {
                             act1: None,
                             res: Some((out as *const f32, k)),
                             act2: None,
-                            stats: None,
                             mc: m,
                             pc: packed.panels(),
                         }
@@ -1786,7 +1666,6 @@ impl TrainPlan {
                                     act1: None,
                                     res: None,
                                     act2: None,
-                                    stats: None,
                                     mc: o1 - o0,
                                     pc: b.panels(),
                                 };

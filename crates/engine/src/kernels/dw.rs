@@ -4,7 +4,7 @@
 
 use effcnn_arch::Act;
 
-use super::{act_rows, chunk_stats, ld, st, Geom, Stats};
+use super::{act_rows, ld, st, Geom};
 use crate::simd::{multiversion, Simd};
 
 /// A window op over NHWC tensors: input `n × h × w × c` (row stride `ldx`), output rows of
@@ -42,8 +42,6 @@ pub struct DwJob {
     pub w: *const f32,
     pub bias: *const f32,
     pub act: Option<Act>,
-    /// Batch-norm statistics of the output, one chunk per output row (task).
-    pub stats: Option<Stats>,
 }
 
 /// Max or average pooling.
@@ -128,9 +126,6 @@ unsafe fn dw_task_generic<S: Simd>(j: &DwJob, t: usize) {
         cb += l;
     }
     act_rows::<S>(j.act, out_row, g.s.ow, g.c, g.ldy);
-    if let Some(st) = &j.stats {
-        chunk_stats::<S>(st, t, g.s.ow, out_row, g.ldy);
-    }
 }
 
 /// One output row of one channel block.

@@ -10,7 +10,7 @@
 
 use effcnn_arch::Act;
 
-use super::{act, act_rows, chunk_stats, Geom, Stats};
+use super::{act, act_rows, Geom};
 use crate::simd::{multiversion, Simd};
 
 /// `B` (`k × n`) packed into column panels of `nr`, zero-padded to whole panels.
@@ -284,9 +284,6 @@ pub struct GemmJob<'a> {
     /// Added after `act1`, before `act2`: `res[r * ldr + col]`.
     pub res: Option<(*const f32, usize)>,
     pub act2: Option<Act>,
-    /// Batch-norm statistics of the output, per task block of rows (a block of `stats.rows`
-    /// rows over all panels: the plan asks for them only with such a split).
-    pub stats: Option<Stats>,
     /// Rows per task.
     pub mc: usize,
     /// Panels per task.
@@ -406,16 +403,6 @@ unsafe fn block<S: Simd, const T: bool>(
             job.out.add(m0 * job.ldc + c0),
             m1 - m0,
             c1 - c0,
-            job.ldc,
-        );
-    }
-    if let Some(st) = &job.stats {
-        debug_assert!(m0.is_multiple_of(st.rows) && p0 == 0 && p1 == b.panels());
-        chunk_stats::<S>(
-            st,
-            m0 / st.rows,
-            m1 - m0,
-            job.out.add(m0 * job.ldc),
             job.ldc,
         );
     }

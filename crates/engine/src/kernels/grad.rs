@@ -12,7 +12,7 @@
 
 use effcnn_arch::Act;
 
-use super::{chunk_stats, ld, st, Geom, Stats};
+use super::{ld, st, Geom};
 use crate::simd::{multiversion, Simd};
 
 /// Store `$e` (a function of index `$i`) into `dx[$i]`, or add it when `$acc`; one loop each, so
@@ -159,15 +159,6 @@ unsafe fn col_sums_generic<S: Simd>(
         }
     }
 }
-
-multiversion!(
-    /// [`chunk_stats`](super::chunk_stats) as a pass of its own over a finished tensor: the
-    /// statistics of chunk `chunk` (`rows` rows at `y`, row stride `ld`).
-    ///
-    /// # Safety
-    /// As [`shifted_sums`](super::shifted_sums).
-    pub fn stats_pass(st: &Stats, chunk: usize, rows: usize, y: *const f32, ld: usize) => chunk_stats
-);
 
 /// The activation fused into a batch norm, for its backward: the output gradient passes where
 /// `0 < z < hi`, `z = x · scale + shift` the activation's input, recomputed from the batch

@@ -195,7 +195,6 @@ unsafe fn wino_task_generic<S: Simd>(job: &WinoJob, t: usize) {
             act1: None,
             res: None,
             act2: None,
-            stats: None,
             mc: tiles,
             pc: u.panels(),
         };
@@ -461,7 +460,6 @@ unsafe fn wino_grad_part_generic<S: Simd>(job: &WinoGradJob, part: usize, m: *mu
                 act1: None,
                 res: Some((mx as *const f32, cin)),
                 act2: None,
-                stats: None,
                 mc: cout,
                 pc: packed.panels(),
             };
